@@ -1,0 +1,1 @@
+"""Logs: the HAProxy httplog access line and event lines, written without blocking the loop."""

@@ -1,0 +1,1 @@
+"""Weir's failover pair: VRRP daemon, VIP/GARP handling, stick-table sync between peers."""

@@ -1,0 +1,1 @@
+"""Weir's Textual console: farm status and management over the runtime API."""
