@@ -1,0 +1,57 @@
+"""The ``weir`` command (interfaces.md §1)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from appliance import __version__
+
+DEFAULT_CONFIG = "/etc/weir/weir.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="weir",
+        description="Weir load-balancer appliance: L7 proxy with health checks and persistence.",
+    )
+    parser.add_argument("--version", action="version", version=f"weir {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run the appliance (proxy) in the foreground")
+    run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML)")
+    check = sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML)")
+    demo = sub.add_parser("demo", help="start demo backends and the proxy on 127.0.0.1:8080")
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        from appliance.config.command import run_check
+
+        return run_check(args.config)
+    if args.command == "run":
+        from appliance.config import ConfigError, load
+
+        try:
+            config = load(args.config, for_run=True)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        from appliance.run import serve
+
+        return serve(config)
+    if args.command == "demo":
+        from appliance.demo import run_demo
+
+        return run_demo(args.port)
+    parser.print_help()
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Typed configuration objects (docs/configuration.md, interfaces.md §2).
+
+The loader (``appliance.config.load``) turns a TOML file into these frozen
+objects after validating every key; nothing else in Weir reads TOML. Durations
+are stored in seconds (float), sizes in bytes (int).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BALANCE_ALGORITHMS = (
+    "roundrobin",
+    "static-rr",
+    "leastconn",
+    "first",
+    "source",
+    "uri",
+    "hdr",
+    "url_param",
+    "random",
+)
+HASHED_ALGORITHMS = ("source", "uri", "hdr", "url_param")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    client: float = 30.0
+    server: float = 30.0
+    http_request: float = 10.0
+    http_keep_alive: float = 5.0
+    queue: float = 30.0
+    check: float = 2.0
+    tunnel: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalConfig:
+    maxconn: int = 20000
+    log: str = "stdout"
+    runtime_socket: str = "/run/weir/weir.sock"
+    grace: float = 10.0
+    max_header_bytes: int = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    retries: int = 3
+    redispatch: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendConfig:
+    name: str
+    bind: tuple[Address, ...]
+    default_backend: str
+    forwardfor: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class CookieConfig:
+    name: str = "SERVERID"
+    mode: str = "insert"  # insert | prefix | rewrite
+    indirect: bool = True
+    nocache: bool = True
+    httponly: bool = True
+    secure: bool = False
+    domain: str = ""
+    maxidle: float = 0.0
+    maxlife: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StickConfig:
+    on: str = "src"  # "src" or "cookie:NAME"
+    size: int = 1_000_000
+    expire: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckConfig:
+    type: str = "http"  # tcp | http
+    method: str = "GET"
+    path: str = "/health"
+    host: str = ""
+    expect_status: str = "200-399"
+    expect_body: str = ""
+    inter: float = 2.0
+    fastinter: float = 0.5
+    downinter: float = 5.0
+    rise: int = 2
+    fall: int = 3
+    slowstart: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    name: str
+    address: Address
+    id: int
+    weight: int = 1
+    maxconn: int = 0
+    maxqueue: int = 0
+    cookie: str = ""  # defaults to name (the loader fills it in)
+    check: bool = True
+    backup: bool = False
+    redir: str = ""
+    agent_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    name: str
+    balance: str = "roundrobin"  # one of BALANCE_ALGORITHMS
+    balance_arg: str = ""  # header name for hdr:NAME, parameter for url_param:NAME
+    hash_type: str = "map-based"  # or "consistent"
+    http_reuse: str = "safe"  # safe | never | always
+    retries: int = 3
+    redispatch: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    servers: tuple[ServerConfig, ...] = ()
+    cookie: CookieConfig | None = None
+    stick: StickConfig | None = None
+    check: CheckConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPeer:
+    name: str
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpConfig:
+    interface: str = "eth1"
+    vrid: int = 51
+    priority: int = 150
+    advert_interval: float = 1.0
+    version: int = 3
+    preempt: bool = True
+    preempt_delay: float = 0.0
+    vips: tuple[str, ...] = ()
+    unicast_peers: tuple[str, ...] = ()
+    track_proxy: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    local: str
+    bind: Address
+    peers: tuple[SyncPeer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HaConfig:
+    vrrp: VrrpConfig | None = None
+    sync: SyncConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    global_: GlobalConfig = field(default_factory=GlobalConfig)
+    defaults: Defaults = field(default_factory=Defaults)
+    frontends: dict[str, FrontendConfig] = field(default_factory=dict)
+    backends: dict[str, BackendConfig] = field(default_factory=dict)
+    ha: HaConfig | None = None

@@ -1,0 +1,245 @@
+"""HTTP/1.1 message pieces the proxy needs beyond llhttp (RFC 9112).
+
+Requests from clients are parsed by httptools (llhttp, strict). Responses from
+servers are parsed here, because the proxy must tell the parser that a
+response to HEAD, a 1xx, 204 or 304 has no body, which httptools cannot do.
+Everything in this module is sans-io: bytes in, values out.
+"""
+
+from __future__ import annotations
+
+# Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
+# Transfer-Encoding is handled by the framing code; Upgrade is re-added for tunnels.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+REASONS = {
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    204: "No Content",
+    301: "Moved Permanently",
+    302: "Found",
+    304: "Not Modified",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+_ERROR_TEXT = {
+    400: "Your browser sent an invalid request.",
+    408: "Your browser didn't send a complete request in time.",
+    414: "The request URI is too long.",
+    431: "The request headers are too large.",
+    500: "An internal error occurred.",
+    501: "The request method or feature is not supported.",
+    502: "The server returned an invalid or incomplete response.",
+    503: "No server is available to handle this request.",
+    504: "The server didn't respond in time.",
+}
+
+
+def _error_page(status: int) -> bytes:
+    reason = REASONS[status]
+    body = (
+        f"<html><body><h1>{status} {reason}</h1>\n{_ERROR_TEXT[status]}\n</body></html>\n"
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-cache\r\n"
+        "Content-Type: text/html\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+# Proxy-generated answers, built once. All of them close the connection.
+ERROR_PAGES = {status: _error_page(status) for status in _ERROR_TEXT}
+
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class InvalidResponse(ValueError):
+    """The server's answer is not valid HTTP/1.x: the proxy answers 502."""
+
+
+class ResponseHead:
+    """A parsed response status line and header block."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "reason",
+        "status",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.version = b"1.1"
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_length = -1  # -1: not given
+        self.chunked = False
+        self.keep_alive = True
+        self.upgrade = False
+
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def parse_response_head(block: bytes) -> ResponseHead:
+    """Parse ``block`` (status line and headers, without the final CRLFCRLF)."""
+    lines = block.split(b"\r\n")
+    status_line = lines[0]
+    if not status_line.startswith(b"HTTP/1."):
+        raise InvalidResponse("bad status line")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or len(parts[0]) != 8 or parts[0][7:8] not in (b"0", b"1"):
+        raise InvalidResponse("bad status line")
+    code = parts[1]
+    if len(code) != 3 or not code.isdigit():
+        raise InvalidResponse("bad status code")
+    head = ResponseHead()
+    head.version = parts[0][5:]
+    head.status = int(code)
+    head.reason = parts[2] if len(parts) == 3 else b""
+    keep_alive = head.version == b"1.1"
+    headers = head.headers
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or not _TOKEN.issuperset(name):
+            raise InvalidResponse("bad header line")
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise InvalidResponse("bad header value")
+        lname = name.lower()
+        if lname == b"content-length":
+            if not value.isdigit():
+                raise InvalidResponse("bad content-length")
+            length = int(value)
+            if head.content_length not in (-1, length):
+                raise InvalidResponse("conflicting content-length")
+            head.content_length = length
+            continue
+        if lname == b"transfer-encoding":
+            codings = [c.strip().lower() for c in value.split(b",")]
+            if codings[-1] == b"chunked":
+                head.chunked = True
+            continue
+        if lname == b"connection":
+            tokens = value.lower()
+            if b"close" in tokens:
+                keep_alive = False
+            elif b"keep-alive" in tokens:
+                keep_alive = True
+            if b"upgrade" in tokens:
+                head.upgrade = True
+            continue
+        if lname in HOP_BY_HOP:
+            if lname == b"upgrade":
+                headers.append((name, value))
+            continue
+        headers.append((name, value))
+    if head.chunked:
+        head.content_length = -1  # RFC 9112 §6.3: chunked wins over a length
+    head.keep_alive = keep_alive
+    return head
+
+
+class ChunkedDecoder:
+    """Incremental decoder of a chunked body (RFC 9112 §7.1).
+
+    ``feed`` returns the payload pieces found in ``data`` and how many bytes of
+    ``data`` belonged to the body; ``done`` is set after the last chunk and
+    trailer section.
+    """
+
+    __slots__ = ("_line", "_remaining", "_state", "done")
+
+    _SIZE, _DATA, _DATA_CRLF, _TRAILER = range(4)
+    MAX_LINE = 4096
+
+    def __init__(self) -> None:
+        self._state = self._SIZE
+        self._remaining = 0
+        self._line = b""
+        self.done = False
+
+    def feed(self, data: bytes, out: list[bytes]) -> int:
+        pos = 0
+        end = len(data)
+        while pos < end and not self.done:
+            state = self._state
+            if state == self._DATA:
+                take = min(self._remaining, end - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = self._DATA_CRLF
+                    self._line = b""
+                continue
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                self._line += data[pos:]
+                if len(self._line) > self.MAX_LINE:
+                    raise InvalidResponse("chunk line too long")
+                return end
+            line = self._line + data[pos:nl]
+            self._line = b""
+            pos = nl + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if state == self._SIZE:
+                size_text = line.split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise InvalidResponse("bad chunk size") from None
+                if size < 0 or not size_text or size_text[:1] in b"+-":
+                    raise InvalidResponse("bad chunk size")
+                if size == 0:
+                    self._state = self._TRAILER
+                else:
+                    self._remaining = size
+                    self._state = self._DATA
+            elif state == self._DATA_CRLF:
+                if line:
+                    raise InvalidResponse("missing CRLF after chunk")
+                self._state = self._SIZE
+            elif not line:  # end of trailer section
+                self.done = True
+        return pos
+
+
+def chunk(data: bytes) -> bytes:
+    """Encode one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,50 @@
+"""``weir run``: the appliance process in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import sys
+
+import uvloop
+
+from appliance.config.model import Config
+from appliance.proxy.proxy import Proxy
+
+
+def raise_file_limit() -> None:
+    """Use the hard limit on open files: every client and server connection is one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def serve(config: Config, ready: asyncio.Future | None = None) -> int:
+    """Run the proxy described by ``config`` until SIGTERM/SIGINT; return the exit code."""
+    raise_file_limit()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        proxy = Proxy(config, loop)
+        try:
+            proxy.bind()
+        except OSError as exc:
+            proxy.log.close()
+            print(f"weir: cannot bind: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        loop.run_until_complete(proxy.start())
+
+        def stop() -> None:
+            loop.create_task(proxy.stop())
+
+        def reload() -> None:
+            proxy.event("SIGHUP received: live reload is not implemented yet; nothing changed.")
+
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.run_until_complete(proxy.stopped)
+        return 0
+    finally:
+        loop.close()
