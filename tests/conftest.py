@@ -18,7 +18,7 @@ def pool() -> Iterator[BackendPool]:
 
 
 @pytest.fixture
-def weir(tmp_path):  # noqa: ANN001, ANN201
+def weir(tmp_path):
     """Factory: ``weir(config_text)`` starts a proxy; all are stopped at teardown."""
     started: list[WeirProcess] = []
 

@@ -12,7 +12,7 @@ from tests.support.proxy import Reader, connect, get, servers_toml
 pytestmark = pytest.mark.integration
 
 
-def farm(pool, n=2, balance="roundrobin", extra="", backend_extra=""):  # noqa: ANN001, ANN201
+def farm(pool, n=2, balance="roundrobin", extra="", backend_extra=""):
     backends = [pool.start(f"web{i + 1}") for i in range(n)]
     body = (
         '[global]\nlog = "{tmp}/weir.log"\nruntime_socket = "{tmp}/weir.sock"\n'

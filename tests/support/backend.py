@@ -199,7 +199,7 @@ class BackendPool:
         self.thread.start()
         self.backends: list[TestBackend] = []
 
-    def _call(self, coro):  # noqa: ANN001, ANN202
+    def _call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
     def start(self, name: str, port: int = 0) -> TestBackend:
