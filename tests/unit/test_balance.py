@@ -672,8 +672,9 @@ def test_one_cycle_gives_each_server_exactly_its_weight(weights, algorithm):
     )
 )
 def test_round_robin_stays_fair_after_run_time_changes(changes):
-    # Current values survive update(), re-centred: whatever happened before,
-    # the following cycles give each server its weight, give or take one pick.
+    # Current values survive update(), clamped and re-centred: whatever came
+    # before, the following cycles give each server its weight, give or take
+    # two picks (the debt or credit of one cycle, at most).
     servers = farm(3, 2, 1, 1)
     b = RoundRobin(servers)
     for index, weight, available, some_picks in changes:
@@ -685,4 +686,25 @@ def test_round_robin_stays_fair_after_run_time_changes(changes):
     cycles = 10 * sum(s.weight for s in usable)
     counts = Counter(picks(b, cycles)) if usable else Counter()
     for s in usable:
+        assert abs(counts[s.name] - 10 * s.weight) <= 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 5), min_size=2, max_size=6),
+    steps=st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.integers(-1, 5)), max_size=40),
+)
+def test_round_robin_recovers_from_full_and_excluded_servers(weights, steps):
+    # However servers filled up and were excluded, once all have room again
+    # the spread follows the weights, give or take one pick.
+    servers = [FakeServer(f"s{i}", w, maxconn=1) for i, w in enumerate(weights)]
+    b = RoundRobin(servers)
+    for index, full, exclude_index in steps:
+        servers[index % len(servers)].cur_conns = int(full)
+        exclude = servers[exclude_index] if 0 <= exclude_index < len(servers) else None
+        b.pick(REQ, exclude)
+    for s in servers:
+        s.cur_conns = 0
+    counts = Counter(picks(b, 10 * sum(weights)))
+    for s in servers:
         assert abs(counts[s.name] - 10 * s.weight) <= 1
