@@ -337,25 +337,46 @@ class ClientConnection(asyncio.Protocol):
 
     # -- llhttp callbacks -----------------------------------------------------
 
+    # Each callback runs its handler at once unless an earlier request is still
+    # being answered, in which case the event waits its turn (pipelining).
+
     def on_message_begin(self) -> None:
-        self._event(self._on_message_begin, None)
+        if self.busy or self.deferred:
+            self._event(self._on_message_begin, None)
+        else:
+            self._on_message_begin(None)
 
     def on_url(self, url: bytes) -> None:
-        self._event(self._on_url, url)
+        if self.busy or self.deferred:
+            self._event(self._on_url, url)
+        else:
+            self._on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._event(self._on_header, (name, value))
+        if self.busy or self.deferred:
+            self._event(self._on_header, (name, value))
+        else:
+            self._on_header((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         info = (parser.get_method(), parser.get_http_version(), parser.should_keep_alive())
-        self._event(self._on_headers_complete, info)
+        if self.busy or self.deferred:
+            self._event(self._on_headers_complete, info)
+        else:
+            self._on_headers_complete(info)
 
     def on_body(self, body: bytes) -> None:
-        self._event(self._on_body, body)
+        if self.busy or self.deferred:
+            self._event(self._on_body, body)
+        else:
+            self._on_body(body)
 
     def on_message_complete(self) -> None:
-        self._event(self._on_message_complete, None)
+        if self.busy or self.deferred:
+            self._event(self._on_message_complete, None)
+        else:
+            self._on_message_complete(None)
 
     # -- request events --------------------------------------------------------
 
