@@ -31,6 +31,7 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
             proxy.bind()
         except OSError as exc:
             proxy.log.close()
+            proxy.events.close()
             print(f"weir: cannot bind: {exc.strerror or exc}", file=sys.stderr)
             return 2
         loop.run_until_complete(proxy.start())

@@ -194,13 +194,21 @@ class NullSink(LogSink):
 class StdoutSink(LogSink):
     """``log = "stdout"``: lines go to the current ``sys.stdout``, looked up per batch."""
 
+    stream = "stdout"
+
     def _emit(self, lines: list[str]) -> None:
         try:
-            out = sys.stdout
+            out = getattr(sys, self.stream)
             out.write("\n".join(lines) + "\n")
             out.flush()
         except (OSError, ValueError) as error:  # ValueError: stdout was closed
             self._fail(error, len(lines))
+
+
+class StderrSink(StdoutSink):
+    """Event lines (proxies starting, servers changing state) go to ``sys.stderr``."""
+
+    stream = "stderr"
 
 
 class FileSink(LogSink):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class Backend:
-    __slots__ = ("balancer", "config", "cur_conns", "name", "queue", "servers")
+    __slots__ = ("balancer", "config", "cur_conns", "maxqueue", "name", "queue", "servers")
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -31,6 +31,10 @@ class Backend:
         )
         self.queue: deque[ClientConnection] = deque()
         self.cur_conns = 0
+        # Requests that may go to any server wait here up to the farm's total
+        # maxqueue, when every server has one (0: unbounded, as in HAProxy).
+        limits = [s.config.maxqueue for s in self.servers]
+        self.maxqueue = sum(limits) if limits and all(limits) else 0
 
     def has_available(self) -> bool:
         return any(s.available and s.weight > 0 for s in self.servers)

@@ -259,6 +259,8 @@ class ClientConnection(asyncio.Protocol):
             self._drop_server()
             self._finish("--")
         elif self.phase not in (IDLE, CLOSED):
+            if self.phase == REQ_HEAD:
+                self.status = 400  # as HAProxy logs a client that left mid-request
             self._abort("C" + _PHASE_LETTER[self.phase], client_gone=True)
         self.phase = CLOSED
         self.deadline = 0.0
@@ -382,7 +384,6 @@ class ClientConnection(asyncio.Protocol):
 
     def _on_message_begin(self, _: None) -> None:
         if self.requests:
-            self._reset_request()
             self.t_start = time.time()
             self.m_start = self.loop.time()
         self.requests += 1
@@ -516,7 +517,8 @@ class ClientConnection(asyncio.Protocol):
     def _bad_request(self, status: int) -> None:
         if self.phase == CLOSED:
             return
-        self.path = b""  # logged as <BADREQ>
+        if self.phase == REQ_HEAD:
+            self.m_head = 0.0  # the head was refused: logged as <BADREQ>, TR -1
         self._error(status, "PR")
 
     # -- server selection and connection ---------------------------------------
@@ -539,8 +541,12 @@ class ClientConnection(asyncio.Protocol):
         self._connect(srv)
 
     def _enqueue(self, backend: Backend, target: Server | None) -> None:
-        maxqueue = target.config.maxqueue if target is not None else 0
-        if maxqueue and backend.queued_for(target) >= maxqueue:
+        if target is not None:
+            maxqueue = target.config.maxqueue
+            full = maxqueue and backend.queued_for(target) >= maxqueue
+        else:
+            full = backend.maxqueue and len(backend.queue) >= backend.maxqueue
+        if full:
             self._error(503, "sQ")
             return
         self.queue_target = target
@@ -766,6 +772,7 @@ class ClientConnection(asyncio.Protocol):
     # -- ends of a request -------------------------------------------------------
 
     def _next_request(self) -> None:
+        self._reset_request()  # an idle connection keeps nothing of the last request
         self.busy = False
         self.phase = IDLE
         self._arm(self.fe.timeouts.http_keep_alive)
@@ -807,6 +814,13 @@ class ClientConnection(asyncio.Protocol):
         self._finish(termination)
         if not client_gone:
             self._close()
+
+    def kill(self) -> None:
+        """Cut this connection now (the stop's grace period is over): log it as killed."""
+        if self.phase in (IDLE, CLOSED):
+            self._close()
+            return
+        self._abort("K" + _PHASE_LETTER[self.phase])
 
     def _drop_server(self) -> None:
         task = self.connect_task

@@ -8,7 +8,7 @@ import socket
 
 from appliance.config.model import Config
 from appliance.log.httplog import HttpLogFormatter, escape_request_line
-from appliance.log.sink import LogSink, open_sink
+from appliance.log.sink import LogSink, StderrSink, open_sink
 from appliance.proxy.backend import Backend
 from appliance.proxy.client import ClientConnection
 from appliance.proxy.frontend import Frontend
@@ -36,6 +36,8 @@ class Proxy:
             hostname=socket.gethostname().split(".")[0], pid=os.getpid()
         )
         self.log: LogSink = open_sink(config.global_.log)
+        # Event lines stay out of the access log, so halog reads it without errors.
+        self.events: LogSink = StderrSink()
         self._purge_handle: asyncio.TimerHandle | None = None
 
     # -- life cycle -------------------------------------------------------------
@@ -82,14 +84,15 @@ class Proxy:
             await asyncio.sleep(0.05)
         for frontend in self.frontends.values():
             for conn in list(frontend.connections):
-                if conn.transport is not None:
-                    conn.transport.abort()
+                conn.kill()
+        await asyncio.sleep(0)  # let the killed connections' transports close
         for backend in self.backends.values():
             backend.close_idle()
         if self._purge_handle is not None:
             self._purge_handle.cancel()
         self.event("Proxy stopped.")
         self.log.close()
+        self.events.close()
         if not self.stopped.done():
             self.stopped.set_result(None)
 
@@ -123,7 +126,7 @@ class Proxy:
     # -- logs -------------------------------------------------------------------
 
     def event(self, message: str) -> None:
-        self.log.write(self.formatter.event(message))
+        self.events.write(self.formatter.event(message))
 
     def log_request(self, cc: ClientConnection, termination: str) -> None:
         self.total_requests += 1
@@ -140,7 +143,7 @@ class Proxy:
         ta = int((now - m_start) * 1000)
         backend = cc.backend
         srv = cc.srv
-        if cc.path:
+        if cc.m_head:
             version = b"HTTP/1.0" if cc.http10 else b"HTTP/1.1"
             request_line = b"%b %b %b" % (cc.req_method, cc.path, version)
         else:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from appliance.proxy.client import ClientConnection
 
 MAX_RESPONSE_HEAD = 65536
+MIN_IDLE_POOL = 32  # idle connections a server may always keep
 
 
 class Server:
@@ -255,10 +256,19 @@ class ServerConnection(asyncio.Protocol):
         self.transport.write(head)
 
     def release(self) -> None:
-        """The response is complete and the connection may be reused."""
+        """The response is complete: keep the connection for reuse, or close it.
+
+        The idle pool is kept near what the server's current load can use (at
+        least ``MIN_IDLE_POOL``): a burst of first requests, which ``safe`` reuse
+        sends on new connections, must not leave thousands of idle ones behind.
+        """
         self.client = None
+        server = self.server
+        if len(server.idle) >= max(MIN_IDLE_POOL, 2 * server.cur_conns):
+            self.close()
+            return
         self.idle_since = time.monotonic()
-        self.server.idle.append(self)
+        server.idle.append(self)
 
     def close(self) -> None:
         self.client = None

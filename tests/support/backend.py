@@ -19,6 +19,9 @@ path, so a test chooses a behaviour by the URL it sends through the proxy:
 
 Every request is recorded in ``requests`` (method, path, headers) with the
 connection it came on, so tests can see reuse and what the proxy forwarded.
+``inflight`` counts requests received but not yet answered (a request whose
+connection closes first stops counting), and ``max_inflight`` is its highest
+value, so tests can check that the proxy honours a server's ``maxconn``.
 """
 
 from __future__ import annotations
@@ -62,6 +65,19 @@ class _Conn(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.hasher = None
+        self.inflight = False
+
+    def _begin(self) -> None:
+        if not self.inflight:
+            self.inflight = True
+            b = self.backend
+            b.inflight += 1
+            b.max_inflight = max(b.max_inflight, b.inflight)
+
+    def _end(self) -> None:
+        if self.inflight:
+            self.inflight = False
+            self.backend.inflight -= 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -70,6 +86,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.backend.open_conns -= 1
+        self._end()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -101,6 +118,7 @@ class _Conn(asyncio.Protocol):
             self.parser.get_method().decode(), self.url.decode("latin-1"), self.headers, self.id
         )
         self.backend.requests.append(self.cur)
+        self._begin()
         if self.cur.path == "/continue" and self.cur.header("expect") == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -136,6 +154,7 @@ class _Conn(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
+        self._end()
         if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])
             if status in (204, 304):
@@ -183,6 +202,8 @@ class TestBackend:
     requests: list[Seen] = field(default_factory=list)
     connections: int = 0
     open_conns: int = 0
+    inflight: int = 0
+    max_inflight: int = 0
     _server: asyncio.AbstractServer | None = None
 
     @property
