@@ -250,16 +250,17 @@ def stick_on(value: object) -> str:
 
 
 def log_target(value: object) -> str:
-    """``global.log``: ``"stdout"``, an absolute file path, or ``"syslog://host[:port]"``."""
+    """``global.log``: ``"stdout"``, ``"none"``, an absolute path, or ``"syslog://host[:port]"``."""
     text = string(value)
-    if text == "stdout" or text.startswith("/"):
+    if text in ("stdout", "none") or text.startswith("/"):
         return text
     if text.startswith("syslog://"):
         target = text.removeprefix("syslog://")
         address(target if ":" in target.rpartition("]")[2] else f"{target}:514")
         return text
     raise ValueError(
-        f'must be "stdout", an absolute file path or "syslog://host:port"; got {json.dumps(text)}'
+        'must be "stdout", "none", an absolute file path or "syslog://host:port"; '
+        f"got {json.dumps(text)}"
     )
 
 

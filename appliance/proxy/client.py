@@ -647,47 +647,40 @@ class ClientConnection(asyncio.Protocol):
 
     def response_head(self, head: ResponseHead, body: bytes, complete: bool) -> None:
         self.m_resp = self.loop.time()
-        self.phase = DATA
         status = head.status
         self.status = status
         reason = head.reason or REASONS.get(status, "Unknown").encode()
-        out = [b"HTTP/1.1 %d %b\r\n" % (status, reason)]
-        for name, value in head.headers:
-            out += (name, b": ", value, b"\r\n")
+        transport = self.transport
         if status == 101:
-            out.append(b"Connection: upgrade\r\n\r\n")
             self.phase = TUNNEL
-            self.transport.write(b"".join(out))
-            if body:
-                self.transport.write(body)
+            transport.write(
+                b"HTTP/1.1 101 %b%b\r\nConnection: upgrade\r\n\r\n%b" % (reason, head.fields, body)
+            )
             if self.upgrade_rest:
                 self.srv_conn.transport.write(self.upgrade_rest)
                 self.upgrade_rest = b""
             self._arm(self.backend.config.timeouts.tunnel)
             return
+        self.phase = DATA
         close = not self.req_keep_alive or self.upgrading
-        if head.content_length >= 0:
-            out += (b"Content-Length: ", b"%d" % head.content_length, b"\r\n")
-        elif status in (204, 304) or self.req_method_head:
-            pass
+        framing = b""
+        if head.content_length >= 0 or status in (204, 304) or self.req_method_head:
+            pass  # Content-Length, if any, is among the forwarded fields
         elif self.http10:
             close = True  # close-delimited body for an HTTP/1.0 client
         else:
             self.resp_rechunk = True
-            out.append(b"Transfer-Encoding: chunked\r\n")
+            framing = b"\r\nTransfer-Encoding: chunked"
+            if body:
+                body = chunk(body)
         self.resp_close = close
         if close:
-            out.append(b"Connection: close\r\n\r\n")
+            framing += b"\r\nConnection: close"
         elif self.http10:
-            out.append(b"Connection: keep-alive\r\n\r\n")
-        else:
-            out.append(b"\r\n")
-        if body:
-            out.append(chunk(body) if self.resp_rechunk else body)
-            self.bytes_out += len(body)
-        data = b"".join(out)
-        self.bytes_out += len(data) - len(body)
-        self.transport.write(data)
+            framing += b"\r\nConnection: keep-alive"
+        data = b"HTTP/1.1 %d %b%b%b\r\n\r\n%b" % (status, reason, head.fields, framing, body)
+        self.bytes_out += len(data)
+        transport.write(data)
         if complete:
             self._response_done(self.srv_conn, head.keep_alive)
         else:

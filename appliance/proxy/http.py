@@ -8,6 +8,8 @@ Everything in this module is sans-io: bytes in, values out.
 
 from __future__ import annotations
 
+import re
+
 # Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
 # Transfer-Encoding is handled by the framing code; Upgrade is re-added for tunnels.
 HOP_BY_HOP = frozenset(
@@ -85,88 +87,94 @@ class InvalidResponse(ValueError):
 
 
 class ResponseHead:
-    """A parsed response status line and header block."""
+    """A parsed response head: status, framing, and the header lines to forward.
 
-    __slots__ = (
-        "chunked",
-        "content_length",
-        "headers",
-        "keep_alive",
-        "reason",
-        "status",
-        "upgrade",
-        "version",
-    )
+    ``fields`` holds the header lines as received (each preceded by CRLF),
+    minus the hop-by-hop ones and the framing headers the proxy sets itself.
+    """
+
+    __slots__ = ("chunked", "content_length", "fields", "keep_alive", "reason", "status", "version")
 
     def __init__(self) -> None:
         self.version = b"1.1"
         self.status = 0
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.fields = b""
         self.content_length = -1  # -1: not given
         self.chunked = False
         self.keep_alive = True
-        self.upgrade = False
 
 
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# The whole head is validated by one regular expression (RFC 9112 §4 and §5:
+# status line, then field lines of a token, a colon and a value without
+# control characters; no obsolete line folding).
+_RESPONSE_HEAD = re.compile(
+    rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n\x00]*))?"
+    rb"((?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n\x00]*)*)"
+)
+# Field values, looked up in the lower-cased field lines.
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:([^\r\n]*)")
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:([^\r\n]*)")
+_CONNECTION = re.compile(rb"\r\nconnection:([^\r\n]*)")
+_HOP = rb"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|proxy-authenticate"
+_HOP_FIELD = re.compile(rb"\r\n(?:" + _HOP + rb"|upgrade):")
+_HOP_FIELD_101 = re.compile(rb"\r\n(?:" + _HOP + rb"):")  # a 101 keeps its Upgrade field
+
+
+def _drop_fields(fields: bytes, lowered: bytes, names: re.Pattern[bytes]) -> bytes:
+    """Remove the field lines whose (lower-cased) name ``names`` matches."""
+    kept = []
+    pos = 0
+    for match in names.finditer(lowered):
+        start = match.start()
+        end = lowered.find(b"\r\n", match.end())
+        kept.append(fields[pos:start])
+        pos = len(fields) if end < 0 else end
+    kept.append(fields[pos:])
+    return b"".join(kept)
 
 
 def parse_response_head(block: bytes) -> ResponseHead:
-    """Parse ``block`` (status line and headers, without the final CRLFCRLF)."""
-    lines = block.split(b"\r\n")
-    status_line = lines[0]
-    if not status_line.startswith(b"HTTP/1."):
-        raise InvalidResponse("bad status line")
-    parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or len(parts[0]) != 8 or parts[0][7:8] not in (b"0", b"1"):
-        raise InvalidResponse("bad status line")
-    code = parts[1]
-    if len(code) != 3 or not code.isdigit():
-        raise InvalidResponse("bad status code")
+    """Parse ``block`` (status line and header lines, without the final CRLFCRLF)."""
+    match = _RESPONSE_HEAD.fullmatch(block)
+    if match is None:
+        raise InvalidResponse("malformed response head")
+    minor, code, reason, fields = match.groups()
     head = ResponseHead()
-    head.version = parts[0][5:]
-    head.status = int(code)
-    head.reason = parts[2] if len(parts) == 3 else b""
-    keep_alive = head.version == b"1.1"
-    headers = head.headers
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or not _TOKEN.issuperset(name):
-            raise InvalidResponse("bad header line")
-        value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\0" in value:
-            raise InvalidResponse("bad header value")
-        lname = name.lower()
-        if lname == b"content-length":
-            if not value.isdigit():
-                raise InvalidResponse("bad content-length")
-            length = int(value)
-            if head.content_length not in (-1, length):
-                raise InvalidResponse("conflicting content-length")
-            head.content_length = length
-            continue
-        if lname == b"transfer-encoding":
-            codings = [c.strip().lower() for c in value.split(b",")]
-            if codings[-1] == b"chunked":
-                head.chunked = True
-            continue
-        if lname == b"connection":
-            tokens = value.lower()
-            if b"close" in tokens:
-                keep_alive = False
-            elif b"keep-alive" in tokens:
-                keep_alive = True
-            if b"upgrade" in tokens:
-                head.upgrade = True
-            continue
-        if lname in HOP_BY_HOP:
-            if lname == b"upgrade":
-                headers.append((name, value))
-            continue
-        headers.append((name, value))
-    if head.chunked:
-        head.content_length = -1  # RFC 9112 §6.3: chunked wins over a length
+    head.status = status = int(code)
+    head.reason = reason or b""
+    keep_alive = minor == b"1"
+    if not keep_alive:
+        head.version = b"1.0"
+    lowered = fields.lower()
+    if b"\r\ncontent-length:" in lowered:
+        lengths = {v.strip(b" \t") for v in _CONTENT_LENGTH.findall(lowered)}
+        value = lengths.pop()
+        if lengths or not value.isdigit() or not value.isascii():
+            raise InvalidResponse("bad or conflicting content-length")
+        head.content_length = int(value)
+    if b"\r\ntransfer-encoding:" in lowered:
+        codings = b",".join(_TRANSFER_ENCODING.findall(lowered))
+        if codings.rsplit(b",", 1)[-1].strip(b" \t") == b"chunked":
+            head.chunked = True
+            head.content_length = -1  # RFC 9112 §6.3: chunked wins over a length
+            fields = _drop_fields(fields, lowered, re.compile(rb"\r\ncontent-length:"))
+            lowered = fields.lower()
+    if b"\r\nconnection:" in lowered:
+        tokens = {t.strip(b" \t") for v in _CONNECTION.findall(lowered) for t in v.split(b",")}
+        if b"close" in tokens:
+            keep_alive = False
+        elif b"keep-alive" in tokens:
+            keep_alive = True
+        nominated = tokens - {b"close", b"keep-alive", b"upgrade", b""}
+        if nominated:
+            names = rb"\r\n(?:" + b"|".join(map(re.escape, nominated)) + rb"):"
+            fields = _drop_fields(fields, lowered, re.compile(names))
+            lowered = fields.lower()
+    hop = _HOP_FIELD_101 if status == 101 else _HOP_FIELD
+    if hop.search(lowered) is not None:
+        fields = _drop_fields(fields, lowered, hop)
+    head.fields = fields
     head.keep_alive = keep_alive
     return head
 
