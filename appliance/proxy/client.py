@@ -106,6 +106,7 @@ class ClientConnection(asyncio.Protocol):
         "proxy",
         "queue_target",
         "redispatched",
+        "replaying",
         "req_chunked",
         "req_complete",
         "req_head",
@@ -122,7 +123,6 @@ class ClientConnection(asyncio.Protocol):
         "status",
         "t_start",
         "timer",
-        "timer_at",
         "transport",
         "upgrade_rest",
         "upgrading",
@@ -140,9 +140,9 @@ class ClientConnection(asyncio.Protocol):
         self.phase = IDLE
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
         self.busy = False
         self.deferred: deque | None = None
+        self.replaying = False
         self.pending: bytearray | None = None
         self.rpause = 0
         self.wpaused = False
@@ -180,28 +180,36 @@ class ClientConnection(asyncio.Protocol):
 
     # -- timers ----------------------------------------------------------------
 
+    def _arm_precise(self, delay: float) -> None:
+        """Like ``_arm``, for a delay that may be shorter than ``fe.min_timeout``."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._arm(delay)
+
     def _arm(self, delay: float) -> None:
         """Expire the current phase ``delay`` seconds from now.
 
-        Re-arming only moves a float; the timer handle is replaced only when
-        the new deadline is earlier than the scheduled one, so refreshing the
-        deadline on every read costs almost nothing.
+        Re-arming only moves a float. The one timer handle of the connection is
+        never scheduled more than ``fe.min_timeout`` ahead, the shortest timeout
+        this connection can be given; so any later deadline, even one earlier
+        than the current, still lies at or after the scheduled wake-up, and the
+        handle never has to be cancelled or replaced on the per-request path.
         """
-        deadline = self.loop.time() + delay
-        self.deadline = deadline
-        if self.timer is None or self.timer_at > deadline:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._on_timer)
+        now = self.loop.time()
+        self.deadline = now + delay
+        if self.timer is None:
+            self.timer = self.loop.call_at(now + min(delay, self.fe.min_timeout), self._on_timer)
 
     def _on_timer(self) -> None:
         self.timer = None
-        if self.deadline == 0.0:
+        deadline = self.deadline
+        if deadline == 0.0:
             return
-        if self.loop.time() < self.deadline:
-            self.timer_at = self.deadline
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        now = self.loop.time()
+        if now < deadline:
+            wake = now + min(deadline - now, self.fe.min_timeout)
+            self.timer = self.loop.call_at(wake, self._on_timer)
             return
         self.deadline = 0.0
         self._timeout()
@@ -328,61 +336,29 @@ class ClientConnection(asyncio.Protocol):
             status = cause.status if isinstance(cause, HeadTooLarge) else 400
             self._event(self._bad_request, status)
 
-    def _event(self, handler: Callable[[Any], None], arg: Any) -> None:
+    def _event(self, handler: Callable[..., None], *args: Any) -> None:
         """Run a parser event now, or after the request in progress is answered."""
-        if self.busy or self.deferred:
-            if self.deferred is None:
-                self.deferred = deque()
-            self.deferred.append((handler, arg))
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(handler, args)
         else:
-            handler(arg)
+            handler(*args)
 
-    # -- llhttp callbacks -----------------------------------------------------
+    def _defer(self, handler: Callable[..., None], args: tuple) -> None:
+        if self.deferred is None:
+            self.deferred = deque()
+        self.deferred.append((handler, args))
 
-    # Each callback runs its handler at once unless an earlier request is still
-    # being answered, in which case the event waits its turn (pipelining).
-
-    def on_message_begin(self) -> None:
-        if self.busy or self.deferred:
-            self._event(self._on_message_begin, None)
-        else:
-            self._on_message_begin(None)
-
-    def on_url(self, url: bytes) -> None:
-        if self.busy or self.deferred:
-            self._event(self._on_url, url)
-        else:
-            self._on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.busy or self.deferred:
-            self._event(self._on_header, (name, value))
-        else:
-            self._on_header((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        info = (parser.get_method(), parser.get_http_version(), parser.should_keep_alive())
-        if self.busy or self.deferred:
-            self._event(self._on_headers_complete, info)
-        else:
-            self._on_headers_complete(info)
-
-    def on_body(self, body: bytes) -> None:
-        if self.busy or self.deferred:
-            self._event(self._on_body, body)
-        else:
-            self._on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.busy or self.deferred:
-            self._event(self._on_message_complete, None)
-        else:
-            self._on_message_complete(None)
+    # -- llhttp callbacks ----------------------------------------------------------
+    # Each runs at once unless an earlier request on this connection is still
+    # being answered: then the event waits its turn (pipelining), and is replayed
+    # by _next_request with ``replaying`` set.
 
     # -- request events --------------------------------------------------------
 
-    def _on_message_begin(self, _: None) -> None:
+    def on_message_begin(self) -> None:
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(self.on_message_begin, ())
+            return
         if self.requests:
             self.t_start = time.time()
             self.m_start = self.loop.time()
@@ -391,19 +367,31 @@ class ClientConnection(asyncio.Protocol):
         if self.requests > 1 or self.proxy.stopping:
             self._arm(self.fe.timeouts.http_request)
 
-    def _on_url(self, url: bytes) -> None:
+    def on_url(self, url: bytes) -> None:
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(self.on_url, (url,))
+            return
         self.path += url
         self.head_bytes += len(url)
         if self.head_bytes > self.proxy.max_header_bytes:
             raise HeadTooLarge(414 if not self.headers else 431)
 
-    def _on_header(self, header: tuple[bytes, bytes]) -> None:
-        self.headers.append(header)
-        self.head_bytes += len(header[0]) + len(header[1]) + 4
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(self.on_header, (name, value))
+            return
+        self.headers.append((name, value))
+        self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > self.proxy.max_header_bytes:
             raise HeadTooLarge(431)
 
-    def _on_headers_complete(self, info: tuple[bytes, str, bool]) -> None:
+    def on_headers_complete(self, info: tuple[bytes, str, bool] | None = None) -> None:
+        if info is None:
+            parser = self.parser
+            info = (parser.get_method(), parser.get_http_version(), parser.should_keep_alive())
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(self.on_headers_complete, (info,))
+            return
         if self.phase != REQ_HEAD:  # trailers of a chunked body end here again
             return
         method, version, keep_alive = info
@@ -475,7 +463,10 @@ class ClientConnection(asyncio.Protocol):
                 kept += out[i : i + 4]
         return kept
 
-    def _on_body(self, body: bytes) -> None:
+    def on_body(self, body: bytes) -> None:
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(self.on_body, (body,))
+            return
         if self.phase == CLOSED:
             return
         if self.req_chunked:
@@ -490,7 +481,10 @@ class ClientConnection(asyncio.Protocol):
             self.body_buf.append(body)
             self.pause_client_reading(PAUSE_NOT_CONNECTED)
 
-    def _on_message_complete(self, _: None) -> None:
+    def on_message_complete(self) -> None:
+        if (self.busy or self.deferred) and not self.replaying:
+            self._defer(self.on_message_complete, ())
+            return
         if self.phase == CLOSED:
             return
         if self.req_chunked:
@@ -617,7 +611,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             # HAProxy's turn-around timer: don't hammer a server that is restarting.
             self.phase = TURNAROUND
-            self._arm(min(backend.config.timeouts.connect, 1.0))
+            self._arm_precise(min(backend.config.timeouts.connect, 1.0))
             return
         self._error(503, "sC" if timeout else "SC")
 
@@ -770,12 +764,14 @@ class ClientConnection(asyncio.Protocol):
         self.phase = IDLE
         self._arm(self.fe.timeouts.http_keep_alive)
         deferred = self.deferred
+        self.replaying = True
         while deferred and not self.busy and self.phase != CLOSED:
-            handler, arg = deferred.popleft()
+            handler, args = deferred.popleft()
             try:
-                handler(arg)
+                handler(*args)
             except HeadTooLarge as exc:
                 self._bad_request(exc.status)
+        self.replaying = False
         if not deferred:
             self.deferred = None
         if self.busy or self.phase == CLOSED or self.deferred:

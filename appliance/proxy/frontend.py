@@ -46,6 +46,18 @@ class Frontend:
         self.proxy = proxy
         self.default_backend = backend
         self.timeouts = config.timeouts
+        # The shortest timeout a connection of this frontend can be given: its
+        # timer never sleeps longer than this (see ClientConnection._arm).
+        bt = backend.config.timeouts
+        self.min_timeout = min(
+            config.timeouts.client,
+            config.timeouts.http_request,
+            config.timeouts.http_keep_alive,
+            bt.connect,
+            bt.server,
+            bt.queue,
+            bt.tunnel,
+        )
         self.forwardfor = config.forwardfor
         self.default_host = str(config.bind[0]).encode()
         self.sockets: list[socket.socket] = []

@@ -113,25 +113,13 @@ _RESPONSE_HEAD = re.compile(
     rb"((?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n\x00]*)*)"
 )
 # Field values, looked up in the lower-cased field lines.
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:([^\r\n]*)")
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n|$)")
 _TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:([^\r\n]*)")
 _CONNECTION = re.compile(rb"\r\nconnection:([^\r\n]*)")
 _HOP = rb"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|proxy-authenticate"
-_HOP_FIELD = re.compile(rb"\r\n(?:" + _HOP + rb"|upgrade):")
-_HOP_FIELD_101 = re.compile(rb"\r\n(?:" + _HOP + rb"):")  # a 101 keeps its Upgrade field
-
-
-def _drop_fields(fields: bytes, lowered: bytes, names: re.Pattern[bytes]) -> bytes:
-    """Remove the field lines whose (lower-cased) name ``names`` matches."""
-    kept = []
-    pos = 0
-    for match in names.finditer(lowered):
-        start = match.start()
-        end = lowered.find(b"\r\n", match.end())
-        kept.append(fields[pos:start])
-        pos = len(fields) if end < 0 else end
-    kept.append(fields[pos:])
-    return b"".join(kept)
+_HOP_LINES = re.compile(rb"\r\n(?:" + _HOP + rb"|upgrade):[^\r\n]*", re.IGNORECASE)
+_HOP_LINES_101 = re.compile(rb"\r\n(?:" + _HOP + rb"):[^\r\n]*", re.IGNORECASE)  # keeps Upgrade
+_CONTENT_LENGTH_LINES = re.compile(rb"\r\ncontent-length:[^\r\n]*", re.IGNORECASE)
 
 
 def parse_response_head(block: bytes) -> ResponseHead:
@@ -148,9 +136,9 @@ def parse_response_head(block: bytes) -> ResponseHead:
         head.version = b"1.0"
     lowered = fields.lower()
     if b"\r\ncontent-length:" in lowered:
-        lengths = {v.strip(b" \t") for v in _CONTENT_LENGTH.findall(lowered)}
-        value = lengths.pop()
-        if lengths or not value.isdigit() or not value.isascii():
+        lengths = _CONTENT_LENGTH.findall(lowered)
+        value = lengths[0]
+        if not value.isdigit() or not value.isascii() or lengths.count(value) != len(lengths):
             raise InvalidResponse("bad or conflicting content-length")
         head.content_length = int(value)
     if b"\r\ntransfer-encoding:" in lowered:
@@ -158,22 +146,26 @@ def parse_response_head(block: bytes) -> ResponseHead:
         if codings.rsplit(b",", 1)[-1].strip(b" \t") == b"chunked":
             head.chunked = True
             head.content_length = -1  # RFC 9112 §6.3: chunked wins over a length
-            fields = _drop_fields(fields, lowered, re.compile(rb"\r\ncontent-length:"))
-            lowered = fields.lower()
+            fields = _CONTENT_LENGTH_LINES.sub(b"", fields)
     if b"\r\nconnection:" in lowered:
-        tokens = {t.strip(b" \t") for v in _CONNECTION.findall(lowered) for t in v.split(b",")}
-        if b"close" in tokens:
-            keep_alive = False
-        elif b"keep-alive" in tokens:
+        values = _CONNECTION.findall(lowered)
+        if values == [b" keep-alive"]:
             keep_alive = True
-        nominated = tokens - {b"close", b"keep-alive", b"upgrade", b""}
-        if nominated:
-            names = rb"\r\n(?:" + b"|".join(map(re.escape, nominated)) + rb"):"
-            fields = _drop_fields(fields, lowered, re.compile(names))
-            lowered = fields.lower()
-    hop = _HOP_FIELD_101 if status == 101 else _HOP_FIELD
-    if hop.search(lowered) is not None:
-        fields = _drop_fields(fields, lowered, hop)
+        else:
+            tokens = {t.strip(b" \t") for v in values for t in v.split(b",")}
+            if b"close" in tokens:
+                keep_alive = False
+            elif b"keep-alive" in tokens:
+                keep_alive = True
+            nominated = tokens - {b"close", b"keep-alive", b"upgrade", b""}
+            if nominated:
+                names = b"|".join(map(re.escape, nominated))
+                fields = re.sub(rb"\r\n(?:" + names + rb"):[^\r\n]*", b"", fields, flags=re.I)
+        fields = (_HOP_LINES_101 if status == 101 else _HOP_LINES).sub(b"", fields)
+    elif b"\r\nkeep-alive:" in lowered or b"\r\nt" in lowered or b"\r\nupgrade:" in lowered:
+        fields = (_HOP_LINES_101 if status == 101 else _HOP_LINES).sub(b"", fields)
+    elif b"\r\nproxy-" in lowered:
+        fields = _HOP_LINES.sub(b"", fields)
     head.fields = fields
     head.keep_alive = keep_alive
     return head
