@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import signal
 import sys
@@ -35,6 +36,11 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
             print(f"weir: cannot bind: {exc.strerror or exc}", file=sys.stderr)
             return 2
         loop.run_until_complete(proxy.start())
+        # Connections free themselves by reference counting; the cyclic GC only
+        # has stragglers to find, so run it less often, and never over the
+        # long-lived objects made at start-up.
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
 
         def stop() -> None:
             loop.create_task(proxy.stop())

@@ -44,7 +44,7 @@ class MemoryTransport(asyncio.Transport):
     def write(self, data: bytes) -> None:
         self.written += len(data)
 
-    def writelines(self, chunks) -> None:  # noqa: ANN001
+    def writelines(self, chunks: list[bytes]) -> None:
         for data in chunks:
             self.write(data)
 

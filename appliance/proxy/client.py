@@ -69,6 +69,9 @@ _SPECIAL = frozenset(
 )
 
 
+_PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b"upgrade"})
+
+
 class HeadTooLarge(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
@@ -275,6 +278,7 @@ class ClientConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.parser = None  # it holds our bound methods: break the cycle
         self.fe.connection_closed(self)
 
     def eof_received(self) -> bool:
@@ -429,7 +433,7 @@ class ClientConnection(asyncio.Protocol):
         if method == b"CONNECT":
             self._error(501, "PR")
             return
-        if connection_tokens and b"," in connection_tokens:
+        if connection_tokens and connection_tokens not in _PLAIN_CONNECTION:
             out = self._drop_nominated(out, connection_tokens)
         if hosts == 0:
             out += (b"Host: ", fe.default_host, b"\r\n")
@@ -454,7 +458,7 @@ class ClientConnection(asyncio.Protocol):
     @staticmethod
     def _drop_nominated(out: list[bytes], tokens: bytes) -> list[bytes]:
         """Remove headers named in Connection (RFC 9110 §7.6.1)."""
-        names = {t.strip() for t in tokens.split(b",")} - {b"close", b"keep-alive", b"upgrade"}
+        names = {t.strip() for t in tokens.split(b",")} - _PLAIN_CONNECTION
         if not names:
             return out
         kept = out[:4]

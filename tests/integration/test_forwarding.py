@@ -212,6 +212,15 @@ def test_headers_named_in_connection_are_removed(pool, weir):
     assert b"X-Hop" not in resp.body
 
 
+def test_a_single_header_named_in_connection_is_removed(pool, weir):
+    backends, body = farm(pool, n=1)
+    proxy = weir(body)
+    with connect(proxy.port) as s:
+        s.sendall(b"GET /headers HTTP/1.1\r\nHost: t\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n")
+        resp = Reader(s).response()
+    assert b"X-Hop" not in resp.body
+
+
 def test_websocket_upgrade_becomes_a_tunnel(pool, weir):
     backends, body = farm(pool, n=1)
     proxy = weir(body)
