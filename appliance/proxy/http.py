@@ -112,11 +112,11 @@ _RESPONSE_HEAD = re.compile(
     rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n\x00]*))?"
     rb"((?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n\x00]*)*)"
 )
-# Field values, looked up in the lower-cased field lines.
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n|$)")
-_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:([^\r\n]*)")
-_CONNECTION = re.compile(rb"\r\nconnection:([^\r\n]*)")
+# The fields the proxy acts on, found in one pass over the lower-cased lines.
 _HOP = rb"connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|proxy-authenticate"
+_SPECIAL_FIELDS = re.compile(
+    rb"\r\n(content-length|" + _HOP + rb"|upgrade):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n|$)"
+)
 _HOP_LINES = re.compile(rb"\r\n(?:" + _HOP + rb"|upgrade):[^\r\n]*", re.IGNORECASE)
 _HOP_LINES_101 = re.compile(rb"\r\n(?:" + _HOP + rb"):[^\r\n]*", re.IGNORECASE)  # keeps Upgrade
 _CONTENT_LENGTH_LINES = re.compile(rb"\r\ncontent-length:[^\r\n]*", re.IGNORECASE)
@@ -134,38 +134,42 @@ def parse_response_head(block: bytes) -> ResponseHead:
     keep_alive = minor == b"1"
     if not keep_alive:
         head.version = b"1.0"
-    lowered = fields.lower()
-    if b"\r\ncontent-length:" in lowered:
-        lengths = _CONTENT_LENGTH.findall(lowered)
-        value = lengths[0]
-        if not value.isdigit() or not value.isascii() or lengths.count(value) != len(lengths):
-            raise InvalidResponse("bad or conflicting content-length")
-        head.content_length = int(value)
-    if b"\r\ntransfer-encoding:" in lowered:
-        codings = b",".join(_TRANSFER_ENCODING.findall(lowered))
-        if codings.rsplit(b",", 1)[-1].strip(b" \t") == b"chunked":
-            head.chunked = True
-            head.content_length = -1  # RFC 9112 §6.3: chunked wins over a length
-            fields = _CONTENT_LENGTH_LINES.sub(b"", fields)
-    if b"\r\nconnection:" in lowered:
-        values = _CONNECTION.findall(lowered)
-        if values == [b" keep-alive"]:
+    hop = False
+    length = None
+    codings = None
+    tokens = None
+    for name, value in _SPECIAL_FIELDS.findall(fields.lower()):
+        if name == b"content-length":
+            if not value.isdigit() or not value.isascii() or length not in (None, value):
+                raise InvalidResponse("bad or conflicting content-length")
+            length = value
+            continue
+        hop = True
+        if name == b"connection":
+            tokens = value if tokens is None else tokens + b"," + value
+        elif name == b"transfer-encoding":
+            codings = value if codings is None else codings + b"," + value
+    if length is not None:
+        head.content_length = int(length)
+    if codings is not None and codings.rsplit(b",", 1)[-1].strip(b" \t") == b"chunked":
+        head.chunked = True
+        head.content_length = -1  # RFC 9112 §6.3: chunked wins over a length
+        fields = _CONTENT_LENGTH_LINES.sub(b"", fields)
+    if tokens is not None:
+        if tokens == b"keep-alive":
             keep_alive = True
         else:
-            tokens = {t.strip(b" \t") for v in values for t in v.split(b",")}
-            if b"close" in tokens:
+            names = {t.strip(b" \t") for t in tokens.split(b",")}
+            if b"close" in names:
                 keep_alive = False
-            elif b"keep-alive" in tokens:
+            elif b"keep-alive" in names:
                 keep_alive = True
-            nominated = tokens - {b"close", b"keep-alive", b"upgrade", b""}
+            nominated = names - {b"close", b"keep-alive", b"upgrade", b""}
             if nominated:
-                names = b"|".join(map(re.escape, nominated))
-                fields = re.sub(rb"\r\n(?:" + names + rb"):[^\r\n]*", b"", fields, flags=re.I)
+                pattern = rb"\r\n(?:" + b"|".join(map(re.escape, nominated)) + rb"):[^\r\n]*"
+                fields = re.sub(pattern, b"", fields, flags=re.IGNORECASE)
+    if hop:
         fields = (_HOP_LINES_101 if status == 101 else _HOP_LINES).sub(b"", fields)
-    elif b"\r\nkeep-alive:" in lowered or b"\r\nt" in lowered or b"\r\nupgrade:" in lowered:
-        fields = (_HOP_LINES_101 if status == 101 else _HOP_LINES).sub(b"", fields)
-    elif b"\r\nproxy-" in lowered:
-        fields = _HOP_LINES.sub(b"", fields)
     head.fields = fields
     head.keep_alive = keep_alive
     return head
