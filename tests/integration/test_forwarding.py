@@ -244,3 +244,26 @@ def test_websocket_upgrade_becomes_a_tunnel(pool, weir):
         s.shutdown(socket.SHUT_WR)
     lines = proxy.log_lines(wait_for=1)
     assert " 101 " in lines[0]
+
+
+def test_idle_tunnel_is_closed_after_the_tunnel_timeout(pool, weir):
+    backends, body = farm(pool, n=1)
+    tunnel = '[backends.app.timeouts]\ntunnel = "300ms"\n'
+    body = body.replace("[backends.app]", tunnel + "[backends.app]")
+    proxy = weir(body)
+    with connect(proxy.port) as s:
+        s.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        r = Reader(s)
+        assert r.response().status == 101
+        s.sendall(b"ping")
+        got = r.buf
+        while len(got) < 4:
+            got += s.recv(10)
+        assert got == b"ping"
+        r.buf = b""
+        assert r.closed()  # nothing more is sent: the proxy ends the idle tunnel
+    line = proxy.log_lines(wait_for=1)[0]
+    assert " 101 " in line
+    assert " cD-- " in line  # ended by the tunnel timeout, on neither side's initiative
