@@ -1,9 +1,9 @@
 """``make bench``: run every benchmark, Weir against HAProxy, and print each one's summary.
 
-Runs bench.throughput, bench.memory and, when the file exists, bench.bench_balance, each in its
-own process with its output shown as it comes; then prints the last line of each (the summary a
-script can read). Exits 0 if every benchmark ran, 1 if one failed, 2 if a needed program is
-missing (the message names the Debian package).
+Runs bench.throughput, bench.memory, bench.stick_table and, when the file exists,
+bench.bench_balance, each in its own process with its output shown as it comes; then prints the
+last line of each (the summary a script can read). Exits 0 if every benchmark ran, 1 if one
+failed, 2 if a needed program is missing (the message names the Debian package).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     benchmarks = [
         ("throughput", [sys.executable, "-m", "bench.throughput", *throughput]),
         ("memory", [sys.executable, "-m", "bench.memory", *weir]),
+        ("stick_table", [sys.executable, "-m", "bench.stick_table"]),
     ]
     if OPTIONAL.exists():
         benchmarks.append(("balance", [sys.executable, "-m", "bench.bench_balance"]))

@@ -1,0 +1,1 @@
+"""Persistence: keeping each user on the server that holds his context."""
