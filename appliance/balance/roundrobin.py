@@ -40,6 +40,8 @@ class RoundRobin:
         self._weights: list[int] = []
         self._current: list[int] = []
         self._total = 0
+        self._uniform = True
+        self._next = 0
         self.update()
 
     def update(self) -> None:
@@ -59,8 +61,13 @@ class RoundRobin:
             shift, rest = divmod(sum(current), len(current))
             current = [c - shift - (i < rest) for i, c in enumerate(current)]
         self._current = current
+        # Equal weights (the usual farm) make smooth round robin a plain
+        # rotation: pick() then needs no pass over the servers.
+        self._uniform = len(set(self._weights)) <= 1
 
     def pick(self, req: RequestInfo, exclude: Candidate | None = None) -> Candidate | None:
+        if self._uniform:
+            return self._rotate(exclude)
         # Fast path: credit everyone and check only the winner (reading
         # ``full``, a property, for every server would double the cost).
         weights = self._weights
@@ -82,6 +89,23 @@ class RoundRobin:
         for i, weight in enumerate(weights):
             current[i] -= weight
         return self._pick_skipping(exclude)
+
+    def _rotate(self, exclude: Candidate | None) -> Candidate | None:
+        """Equal weights: the next server in turn that is neither full nor excluded."""
+        servers = self._servers
+        count = len(servers)
+        excluded = None
+        for _ in range(count):
+            i = self._next
+            if i >= count:
+                i = 0
+            self._next = i + 1
+            server = servers[i]
+            if server is exclude:
+                excluded = server
+            elif not server.full:
+                return server
+        return excluded if excluded is not None and not excluded.full else None
 
     def _pick_skipping(self, exclude: Candidate | None) -> Candidate | None:
         """nginx's loop: full and excluded servers take no part and get no credit."""
