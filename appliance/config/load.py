@@ -74,6 +74,7 @@ _BACKEND: Mapping[str, v.Convert] = {
     "balance": v.balance,
     "hash_type": v.choice("map-based", "consistent"),
     "http_reuse": v.choice("safe", "never", "always"),
+    "allbackups": v.boolean,
     **_DEFAULTS,
 }
 _COOKIE: Mapping[str, v.Convert] = {

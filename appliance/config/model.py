@@ -129,6 +129,7 @@ class BackendConfig:
     http_reuse: str = "safe"  # safe | never | always
     retries: int = 3
     redispatch: bool = True
+    allbackups: bool = False  # all usable backup servers take over, not only the first
     timeouts: Timeouts = field(default_factory=Timeouts)
     servers: tuple[ServerConfig, ...] = ()
     cookie: CookieConfig | None = None

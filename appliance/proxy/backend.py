@@ -4,6 +4,13 @@ The queue is the article's answer to servers that collapse under too many
 concurrent requests: with a per-server ``maxconn``, excess requests wait here
 (bounded by ``timeouts.queue`` and ``maxqueue``) and are handed to the first
 server that frees a slot, instead of piling onto an overloaded server.
+
+The backend also decides which servers the balancer sees (``refresh``): the
+usable normal servers, or, when none is left, the backup servers (the first
+usable one, or all with ``allbackups``). ``apply`` feeds a server's state
+machine and carries out what a change means for traffic: the balancer is
+updated, requests queued for a server that went away are dispatched again,
+and a server that came back takes waiting requests.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from appliance.balance import make_balancer
+from appliance.checks.state import CheckResult, Event
 from appliance.config.model import BackendConfig
 from appliance.proxy.server import Server
 
@@ -26,6 +34,7 @@ class Backend:
         self.config = config
         self.name = config.name
         self.servers = [Server(sc, self) for sc in config.servers]
+        self._mark_available()
         self.balancer = make_balancer(
             config.balance, self.servers, config.balance_arg, config.hash_type
         )
@@ -45,16 +54,74 @@ class Backend:
     def release(self, server: Server) -> None:
         """``server`` finished a request: give its slot to the oldest waiter it can serve."""
         server.cur_conns -= 1
+        self._serve_queue(server)
+
+    def _serve_queue(self, server: Server) -> None:
+        """Hand ``server``'s free slots to the oldest waiters it can serve."""
         queue = self.queue
-        if not queue or server.full or not server.available:
-            return
-        for cc in queue:
-            target = cc.queue_target
-            if target is None or target is server:
-                queue.remove(cc)
-                server.cur_conns += 1
-                cc.dequeued(server)
+        while queue and not server.full and server.available:
+            for cc in queue:
+                target = cc.queue_target
+                if target is None or target is server:
+                    queue.remove(cc)
+                    server.cur_conns += 1
+                    cc.dequeued(server)
+                    break
+            else:
                 return
+
+    # -- server states ---------------------------------------------------------
+
+    def apply(self, server: Server, event: Event, result: CheckResult | None = None) -> list[str]:
+        """Feed ``event`` to ``server``'s state machine, act on it; return the log lines."""
+        had_servers = self.has_available()
+        was_usable = server.state.usable
+        notices = server.state.feed(event, result)
+        if server.state.usable != was_usable:
+            self.refresh()
+        active, backup = self.usable_counts()
+        lines = [notice.line(active, backup) for notice in notices]
+        if had_servers and not self.has_available():
+            lines.append(f"backend {self.name} has no server available!")
+        return lines
+
+    def usable_counts(self) -> tuple[int, int]:
+        """How many normal and backup servers are usable (for the log lines)."""
+        active = backup = 0
+        for s in self.servers:
+            if s.state.usable:
+                if s.config.backup:
+                    backup += 1
+                else:
+                    active += 1
+        return active, backup
+
+    def refresh(self) -> None:
+        """Usable servers changed: update what the balancer sees and the queue."""
+        self._mark_available()
+        self.balancer.update()
+        any_left = self.has_available()
+        for cc in list(self.queue):
+            target = cc.queue_target
+            if (target is None and not any_left) or (target is not None and not target.available):
+                cc.requeue()
+        for s in self.servers:
+            if s.available:
+                self._serve_queue(s)
+
+    def _mark_available(self) -> None:
+        """Set ``available``: usable normal servers, or else the backup servers' turn."""
+        normal = False
+        for s in self.servers:
+            s.available = not s.config.backup and s.state.usable
+            normal = normal or (s.available and s.weight > 0)
+        if normal:
+            return
+        for s in self.servers:
+            if s.config.backup and s.state.usable and s.weight > 0:
+                s.available = True
+                if not self.config.allbackups:
+                    return
 
     def close_idle(self) -> None:
         for server in self.servers:

@@ -553,6 +553,13 @@ class ClientConnection(asyncio.Protocol):
         backend.queue.append(self)
         self._arm(backend.config.timeouts.queue)
 
+    def requeue(self) -> None:
+        """The server this request waited for went away (or every server did): pick again."""
+        self.backend.queue.remove(self)
+        self.queue_target = None
+        self.redispatched = True
+        self._dispatch(None)
+
     def dequeued(self, srv: Server) -> None:
         """The backend gave this queued request a slot on ``srv``."""
         self.queue_target = None

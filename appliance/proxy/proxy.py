@@ -1,4 +1,4 @@
-"""The running proxy: frontends, backends, the access log and the stop sequence."""
+"""The running proxy: frontends, backends, health checks, the logs and the stop sequence."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import asyncio
 import os
 import socket
 
+from appliance.checks.scheduler import CheckScheduler
+from appliance.checks.state import CheckResult, Event, ramp_weight
 from appliance.config.model import Config
 from appliance.log.httplog import HttpLogFormatter, escape_request_line
 from appliance.log.sink import LogSink, StderrSink, open_sink
 from appliance.proxy.backend import Backend
 from appliance.proxy.client import ClientConnection
 from appliance.proxy.frontend import Frontend
+from appliance.proxy.server import Server
 
 POOL_PURGE_DELAY = 5.0  # idle server connections older than this are closed (HAProxy's default)
 
@@ -39,6 +42,9 @@ class Proxy:
         # Event lines stay out of the access log, so halog reads it without errors.
         self.events: LogSink = StderrSink()
         self._purge_handle: asyncio.TimerHandle | None = None
+        self.checks = CheckScheduler(
+            [s for backend in self.backends.values() for s in backend.servers], self.check_done
+        )
 
     # -- life cycle -------------------------------------------------------------
 
@@ -56,6 +62,7 @@ class Proxy:
         for frontend in self.frontends.values():
             await frontend.start()
             self.event(f"Proxy {frontend.name} started.")
+        self.checks.start()
         self._purge_handle = self.loop.call_later(1.0, self._purge)
 
     def _purge(self) -> None:
@@ -72,6 +79,7 @@ class Proxy:
             await self.stopped
             return
         self.stopping = True
+        await self.checks.stop()
         grace = self.config.global_.grace if grace is None else grace
         for frontend in self.frontends.values():
             frontend.close()
@@ -90,6 +98,10 @@ class Proxy:
             backend.close_idle()
         if self._purge_handle is not None:
             self._purge_handle.cancel()
+        for backend in self.backends.values():
+            for server in backend.servers:
+                if server.warmup is not None:
+                    server.warmup.cancel()
         self.event("Proxy stopped.")
         self.log.close()
         self.events.close()
@@ -106,6 +118,40 @@ class Proxy:
                 else:
                     busy += 1
         return busy
+
+    # -- server states ----------------------------------------------------------
+
+    def check_done(self, server: Server, result: CheckResult) -> None:
+        self.server_event(server, Event.CHECK_PASSED if result.ok else Event.CHECK_FAILED, result)
+
+    def server_event(self, server: Server, event: Event, result: CheckResult | None = None) -> None:
+        """Change ``server``'s state (a check result, an operator's command) and log it."""
+        was_usable = server.state.usable
+        for line in server.backend.apply(server, event, result):
+            self.event(line)
+        usable = server.state.usable
+        if usable == was_usable:
+            return
+        check = server.backend.config.check
+        if usable and check is not None and check.slowstart > 0:
+            self._warm_up(server, self.loop.time(), check.slowstart)
+        elif not usable and server.warmup is not None:
+            server.warmup.cancel()
+            server.warmup = None
+            server.weight = server.config.weight
+
+    def _warm_up(self, server: Server, since: float, slowstart: float) -> None:
+        """One step of slow start: the weight grows linearly back to the configured one."""
+        elapsed = self.loop.time() - since
+        weight = ramp_weight(server.config.weight, elapsed, slowstart)
+        if weight != server.weight:
+            server.weight = weight
+            server.backend.balancer.update()
+        if elapsed >= slowstart:
+            server.warmup = None
+            return
+        step = max(0.01, slowstart / 20)
+        server.warmup = self.loop.call_later(step, self._warm_up, server, since, slowstart)
 
     # -- accounting -------------------------------------------------------------
 

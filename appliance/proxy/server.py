@@ -14,7 +14,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from appliance.config.model import ServerConfig
+from appliance.checks.state import ServerState
+from appliance.config.model import CheckConfig, ServerConfig
 from appliance.proxy.http import (
     ChunkedDecoder,
     InvalidResponse,
@@ -31,7 +32,7 @@ MIN_IDLE_POOL = 32  # idle connections a server may always keep
 
 
 class Server:
-    """Live state of one server."""
+    """Live state of one server; ``state`` is its health and admin state machine."""
 
     __slots__ = (
         "address",
@@ -43,6 +44,8 @@ class Server:
         "idle",
         "maxconn",
         "name",
+        "state",
+        "warmup",
         "weight",
     )
 
@@ -54,7 +57,14 @@ class Server:
         self.address = (config.address.host, config.address.port)
         self.weight = config.weight
         self.maxconn = config.maxconn
-        self.available = True
+        check = backend.config.check or CheckConfig()
+        self.state = ServerState(
+            backend.name, config.name, rise=check.rise, fall=check.fall, backup=config.backup
+        )
+        # May the balancer pick it now: usable, and not a backup standing by
+        # (the backend decides, see ``Backend.refresh``).
+        self.available = not config.backup
+        self.warmup: asyncio.TimerHandle | None = None  # slow-start ramp in progress
         self.cur_conns = 0
         self.idle: list[ServerConnection] = []
 

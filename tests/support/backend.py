@@ -16,6 +16,7 @@ path, so a test chooses a behaviour by the URL it sends through the proxy:
     /ws                  101 Switching Protocols, then echo bytes back (a tunnel)
     /big/N               N bytes of body (Content-Length)
     /continue            honour Expect: 100-continue, then count the body
+    /health              status ``health_status`` (settable per backend; 0: never answer)
 
 Every request is recorded in ``requests`` (method, path, headers) with the
 connection it came on, so tests can see reuse and what the proxy forwarded.
@@ -133,7 +134,7 @@ class _Conn(asyncio.Protocol):
         if path.startswith("/slow/"):
             delay = int(path.rsplit("/", 1)[1]) / 1000
             loop.call_later(delay, self._answer, seen, path)
-        elif path == "/hang":
+        elif path == "/hang" or (path == "/health" and not self.backend.health_status):
             return
         else:
             self._answer(seen, path)
@@ -155,7 +156,9 @@ class _Conn(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         self._end()
-        if path.startswith("/status/"):
+        if path == "/health":
+            self._send(self.backend.health_status, b"health\n")
+        elif path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])
             if status in (204, 304):
                 t.write(b"HTTP/1.1 %d X\r\nX-Backend: %b\r\n\r\n" % (status, name))
@@ -204,6 +207,7 @@ class TestBackend:
     open_conns: int = 0
     inflight: int = 0
     max_inflight: int = 0
+    health_status: int = 200
     _server: asyncio.AbstractServer | None = None
 
     @property
