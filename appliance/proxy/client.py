@@ -611,6 +611,7 @@ class ClientConnection(asyncio.Protocol):
     def _connect_failed(self, timeout: bool) -> None:
         backend = self.backend
         srv = self.srv
+        self.proxy.observe_failure(srv, "Layer4 timeout" if timeout else "Layer4 connection problem")
         if self.retries_done < backend.config.retries:
             self.retries_done += 1
             last = self.retries_done == backend.config.retries
@@ -654,6 +655,8 @@ class ClientConnection(asyncio.Protocol):
         self.m_resp = self.loop.time()
         status = head.status
         self.status = status
+        if status >= 500:
+            self.proxy.observe_response(self.srv, status)
         reason = head.reason or REASONS.get(status, "Unknown").encode()
         transport = self.transport
         if status == 101:
@@ -762,6 +765,7 @@ class ClientConnection(asyncio.Protocol):
 
     def response_invalid(self, conn: ServerConnection, why: str) -> None:
         self.srv_conn = None
+        self.proxy.observe_failure(self.srv, "Layer7 invalid response")
         if self.phase == WAIT:
             self._error(502, "PH")
         else:

@@ -153,6 +153,14 @@ class Proxy:
         step = max(0.01, slowstart / 20)
         server.warmup = self.loop.call_later(step, self._warm_up, server, since, slowstart)
 
+    # -- passive observation of live traffic ------------------------------------
+
+    def observe_response(self, server: Server, status: int) -> None:
+        """A server answered ``status`` >= 500 to live traffic."""
+
+    def observe_failure(self, server: Server, reason: str) -> None:
+        """Live traffic could not connect to ``server`` or got an invalid answer."""
+
     # -- accounting -------------------------------------------------------------
 
     def connection_opened(self) -> None:
