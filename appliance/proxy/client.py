@@ -611,7 +611,8 @@ class ClientConnection(asyncio.Protocol):
     def _connect_failed(self, timeout: bool) -> None:
         backend = self.backend
         srv = self.srv
-        self.proxy.observe_failure(srv, "Layer4 timeout" if timeout else "Layer4 connection problem")
+        reason = "Layer4 timeout" if timeout else "Layer4 connection problem"
+        self.proxy.observe_failure(srv, reason)
         if self.retries_done < backend.config.retries:
             self.retries_done += 1
             last = self.retries_done == backend.config.retries
