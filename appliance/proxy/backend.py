@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from appliance.balance import make_balancer
 from appliance.checks.state import CheckResult, Event
 from appliance.config.model import BackendConfig
+from appliance.proxy.persistence import BackendPersistence
 from appliance.proxy.server import Server
 
 if TYPE_CHECKING:
@@ -28,7 +29,16 @@ if TYPE_CHECKING:
 
 
 class Backend:
-    __slots__ = ("balancer", "config", "cur_conns", "maxqueue", "name", "queue", "servers")
+    __slots__ = (
+        "balancer",
+        "config",
+        "cur_conns",
+        "maxqueue",
+        "name",
+        "persistence",
+        "queue",
+        "servers",
+    )
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -37,6 +47,9 @@ class Backend:
         self._mark_available()
         self.balancer = make_balancer(
             config.balance, self.servers, config.balance_arg, config.hash_type
+        )
+        self.persistence = (
+            BackendPersistence(self) if config.cookie is not None or config.stick else None
         )
         self.queue: deque[ClientConnection] = deque()
         self.cur_conns = 0

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from appliance.persist.cookie import NO_COOKIE
 from appliance.proxy.http import (
     CONTINUE_100,
     ERROR_PAGES,
@@ -65,11 +66,12 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 _SPECIAL = frozenset(
     {b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"}
     | HOP_BY_HOP
-    | {b"x-forwarded-proto"}
+    | {b"x-forwarded-proto", b"cookie"}
 )
 
 
 _PLAIN_CONNECTION = frozenset({b"close", b"keep-alive", b"upgrade"})
+_REDIRECTABLE = frozenset({b"GET", b"HEAD"})
 
 
 class HeadTooLarge(Exception):
@@ -87,6 +89,8 @@ class ClientConnection(asyncio.Protocol):
         "client_ip",
         "client_port",
         "connect_task",
+        "cookie_decision",
+        "cookie_log",
         "deadline",
         "deferred",
         "fe",
@@ -105,6 +109,8 @@ class ClientConnection(asyncio.Protocol):
         "parser",
         "path",
         "pending",
+        "persist_gone",
+        "persist_srv",
         "phase",
         "proxy",
         "queue_target",
@@ -179,6 +185,10 @@ class ClientConnection(asyncio.Protocol):
         self.resp_close = False
         self.resp_rechunk = False
         self.m_head = self.m_queued = self.m_dequeued = 0.0
+        self.persist_srv: Server | None = None
+        self.persist_gone = False
+        self.cookie_decision = NO_COOKIE
+        self.cookie_log = "--"
         self.m_connect = self.m_connected = self.m_resp = 0.0
 
     # -- timers ----------------------------------------------------------------
@@ -409,6 +419,7 @@ class ClientConnection(asyncio.Protocol):
         content_length = None
         connection_tokens = None
         upgrade = None
+        cookies: list[bytes] = []
         out = [method, b" ", self.path, b" HTTP/1.1\r\n"]
         for name, value in self.headers:
             lname = name.lower()
@@ -427,6 +438,8 @@ class ClientConnection(asyncio.Protocol):
                 upgrade = value
             elif lname == b"expect":
                 out += (name, b": ", value, b"\r\n")
+            elif lname == b"cookie":
+                cookies.append(value)
         if hosts > 1 or (hosts == 0 and not self.http10):
             self._bad_request(400)
             return
@@ -435,6 +448,17 @@ class ClientConnection(asyncio.Protocol):
             return
         if connection_tokens and connection_tokens not in _PLAIN_CONNECTION:
             out = self._drop_nominated(out, connection_tokens)
+        backend = fe.default_backend
+        persistence = backend.persistence
+        if persistence is not None:
+            self.persist_srv, decision, self.persist_gone = persistence.request(self, cookies)
+            self.cookie_decision = decision
+            if persistence.cookie is not None:
+                self.cookie_log = decision.state + "-"
+            if decision.cookie_headers is not None:
+                cookies = decision.cookie_headers
+        for value in cookies:
+            out += (b"Cookie: ", value, b"\r\n")
         if hosts == 0:
             out += (b"Host: ", fe.default_host, b"\r\n")
         if fe.forwardfor:
@@ -452,7 +476,7 @@ class ClientConnection(asyncio.Protocol):
             out += (b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n")
         out.append(b"\r\n")
         self.req_head = b"".join(out)
-        self.backend = fe.default_backend
+        self.backend = backend
         self._dispatch(None)
 
     @staticmethod
@@ -523,7 +547,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _dispatch(self, exclude: Server | None) -> None:
         backend = self.backend
-        srv = backend.balancer.pick(self, exclude)
+        srv = self.persist_srv if exclude is None else None
+        if srv is None:
+            if self.persist_gone and not backend.config.redispatch:
+                self._error(503, "SC")  # the user's server is gone and may not be replaced
+                return
+            srv = backend.balancer.pick(self, exclude)
+        if srv is not None and srv.config.redir and self.req_method in _REDIRECTABLE:
+            self._redirect(srv)
+            return
         if srv is None:
             if backend.has_available():
                 self._enqueue(backend, None)
@@ -537,6 +569,26 @@ class ClientConnection(asyncio.Protocol):
         backend.cur_conns += 1
         self.holding = True
         self._connect(srv)
+
+    def _redirect(self, srv: Server) -> None:
+        """302 persistence: send the user to the server's own address (its ``redir``)."""
+        self.srv = srv
+        self.status = 302
+        location = srv.config.redir.encode().rstrip(b"/") + self.path
+        close = not self.req_keep_alive or not self.req_complete
+        data = (
+            b"HTTP/1.1 302 Found\r\nLocation: %b\r\nContent-Length: 0\r\n"
+            b"Cache-Control: no-cache\r\n%b\r\n"
+            % (location, b"Connection: close\r\n" if close else b"")
+        )
+        self.transport.write(data)
+        self.bytes_out += len(data)
+        self.phase = DATA
+        self._finish("LR")
+        if close:
+            self._close()
+        else:
+            self._next_request()
 
     def _enqueue(self, backend: Backend, target: Server | None) -> None:
         if target is not None:
@@ -658,12 +710,17 @@ class ClientConnection(asyncio.Protocol):
         self.status = status
         if status >= 500:
             self.proxy.observe_response(self.srv, status)
+        fields = head.fields
+        persistence = self.backend.persistence
+        if persistence is not None:
+            fields, server_cookie = persistence.response(self, self.srv, fields)
+            self.cookie_log = self.cookie_log[0] + server_cookie
         reason = head.reason or REASONS.get(status, "Unknown").encode()
         transport = self.transport
         if status == 101:
             self.phase = TUNNEL
             transport.write(
-                b"HTTP/1.1 101 %b%b\r\nConnection: upgrade\r\n\r\n%b" % (reason, head.fields, body)
+                b"HTTP/1.1 101 %b%b\r\nConnection: upgrade\r\n\r\n%b" % (reason, fields, body)
             )
             if self.upgrade_rest:
                 self.srv_conn.transport.write(self.upgrade_rest)
@@ -687,7 +744,7 @@ class ClientConnection(asyncio.Protocol):
             framing += b"\r\nConnection: close"
         elif self.http10:
             framing += b"\r\nConnection: keep-alive"
-        data = b"HTTP/1.1 %d %b%b%b\r\n\r\n%b" % (status, reason, head.fields, framing, body)
+        data = b"HTTP/1.1 %d %b%b%b\r\n\r\n%b" % (status, reason, fields, framing, body)
         self.bytes_out += len(data)
         transport.write(data)
         if complete:

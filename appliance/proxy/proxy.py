@@ -202,7 +202,7 @@ class Proxy:
             request_line = b"%b %b %b" % (cc.req_method, cc.path, version)
         else:
             request_line = b""
-        term = termination + "--"
+        term = termination + cc.cookie_log
         self.log.write(
             self.formatter.format(
                 cc.client_ip,
