@@ -8,8 +8,13 @@ down every ``downinter``. The next check is timed from the end of the last.
 The first checks of all servers are spread over the interval, so that a farm
 of many servers is not checked in one burst at start-up.
 
+Servers with an ``agent_port`` also get an agent check, on a task of its
+own every ``inter`` (the backend's check section, or its default when there
+is none: a server may have an agent and no regular check).
+
 The scheduler only moves timers and bytes; each result goes to ``report``
-(the proxy), which feeds the server's state machine.
+(the proxy), which feeds the server's state machine, and each agent answer to
+``report_agent``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from appliance.checks.agent import AgentAnswer, agent_check
 from appliance.checks.http import http_check, parse_statuses
 from appliance.checks.state import CheckResult, Health, ServerState
 from appliance.checks.tcp import tcp_check
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
     from appliance.proxy.server import Server
 
 Report = Callable[["Server", CheckResult], None]
+ReportAgent = Callable[["Server", AgentAnswer], None]
 
 
 def interval(state: ServerState, config: CheckConfig) -> float:
@@ -45,9 +52,11 @@ def checked(server: Server) -> bool:
 
 
 class CheckScheduler:
-    def __init__(self, servers: list[Server], report: Report) -> None:
+    def __init__(self, servers: list[Server], report: Report, report_agent: ReportAgent) -> None:
         self.servers = [s for s in servers if checked(s)]
+        self.agents = [s for s in servers if s.config.agent_port]
         self.report = report
+        self.report_agent = report_agent
         self.tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -55,6 +64,10 @@ class CheckScheduler:
         for index, server in enumerate(self.servers):
             offset = server.backend.config.check.inter * index / count
             self.tasks.append(asyncio.create_task(self._run(server, offset)))
+        count = len(self.agents)
+        for index, server in enumerate(self.agents):
+            offset = (server.backend.config.check or CheckConfig()).inter * index / count
+            self.tasks.append(asyncio.create_task(self._run_agent(server, offset)))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -80,3 +93,17 @@ class CheckScheduler:
                 result = CheckResult(False, "Socket error", info=repr(exc))
             self.report(server, result)
             await asyncio.sleep(interval(server.state, config))
+
+    async def _run_agent(self, server: Server, offset: float) -> None:
+        inter = (server.backend.config.check or CheckConfig()).inter
+        timeout = server.backend.config.timeouts.check
+        host = server.address[0]
+        port = server.config.agent_port
+        await asyncio.sleep(offset)
+        while True:
+            try:
+                answer = await agent_check(host, port, timeout)
+            except Exception as exc:  # a bug in a check must not stop checking the farm
+                answer = AgentAnswer(CheckResult(False, "Socket error", info=repr(exc)))
+            self.report_agent(server, answer)
+            await asyncio.sleep(inter)

@@ -13,11 +13,18 @@ Two states are kept, orthogonal as in HAProxy:
 - the operational (health) state, from the checks: ``UP``, ``GOING_DOWN``
   (HAProxy's "UP 1/3": up, with some failures counted), ``DOWN`` and
   ``GOING_UP`` ("DOWN 1/2": down, with some successes counted);
-- the admin state, from the operator: ``READY``, ``DRAIN`` (no new users,
-  still checked) and ``MAINT`` (no traffic at all; checks still run, so the
-  health state is current when the server leaves maintenance).
+- the admin state, from the operator or the server's agent: ``READY``,
+  ``DRAIN`` (no new users, still checked) and ``MAINT`` (no traffic at all;
+  checks still run, so the health state is current when the server leaves
+  maintenance).
 
-Both are table driven, as in h2: a dict from (state, input) to (next state,
+A third, smaller dimension is the agent's verdict (HAProxy's agent check): an
+agent that says ``down`` holds the server down whatever the checks find, until
+it says ``up``; the checks keep counting meanwhile. Passive observation of
+live traffic adds one more input: ``error_limit`` consecutive errors (with no
+passed check or good live answer in between) force the server down at once.
+
+All are table driven, as in h2: a dict from (state, input) to (next state,
 notice kind); a pair missing from a table is a bug and raises
 ``InvalidTransition``. A check result becomes one of four inputs according to
 the counters (a success that does or does not complete ``rise``, a failure
@@ -34,6 +41,7 @@ takes them and returns HAProxy's wording, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -62,6 +70,9 @@ class Event(enum.Enum):
     SET_MAINT = "set maint"
     FORCE_UP = "force up"
     FORCE_DOWN = "force down"
+    AGENT_UP = "agent up"  # the agent lets go of the server
+    AGENT_DOWN = "agent down"  # the agent holds the server down
+    OBSERVED_ERROR = "observed error"  # an error on live traffic (passive observation)
 
 
 class _Input(enum.Enum):
@@ -158,7 +169,20 @@ _ADMIN: dict[tuple[Admin, Event], tuple[Admin, Kind | None]] = {
     (Admin.MAINT, Event.SET_MAINT): (Admin.MAINT, None),
 }
 
+# (agent holds it down, event, health operational) -> (agent holds it down, notice or None)
+_AGENT: dict[tuple[bool, Event, bool], tuple[bool, Kind | None]] = {
+    (False, Event.AGENT_DOWN, True): (True, Kind.DOWN),
+    (False, Event.AGENT_DOWN, False): (True, None),
+    (True, Event.AGENT_DOWN, True): (True, None),
+    (True, Event.AGENT_DOWN, False): (True, None),
+    (False, Event.AGENT_UP, True): (False, None),
+    (False, Event.AGENT_UP, False): (False, None),
+    (True, Event.AGENT_UP, True): (False, Kind.UP),
+    (True, Event.AGENT_UP, False): (False, None),  # the checks still say down
+}
+
 _OPERATIONAL = (Health.UP, Health.GOING_DOWN)
+HEALTH_ANALYZE = "Health analyze"  # HAProxy's reason for a server taken out by observation
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +233,11 @@ class ServerState:
 
     __slots__ = (
         "admin",
+        "agent_down",
         "backend",
         "backup",
+        "error_limit",
+        "errors",
         "failures",
         "fall",
         "health",
@@ -220,10 +247,20 @@ class ServerState:
     )
 
     def __init__(
-        self, backend: str, server: str, *, rise: int = 2, fall: int = 3, backup: bool = False
+        self,
+        backend: str,
+        server: str,
+        *,
+        rise: int = 2,
+        fall: int = 3,
+        backup: bool = False,
+        error_limit: int = 10,
     ) -> None:
-        if rise < 1 or fall < 1:
-            raise ValueError(f"rise and fall must be at least 1, got {rise} and {fall}")
+        if rise < 1 or fall < 1 or error_limit < 1:
+            raise ValueError(
+                f"rise, fall and error_limit must be at least 1, "
+                f"got {rise}, {fall} and {error_limit}"
+            )
         self.backend = backend
         self.server = server
         self.backup = backup
@@ -233,22 +270,27 @@ class ServerState:
         self.admin = Admin.READY
         self.successes = 0  # consecutive successful checks (reset by a failure)
         self.failures = 0  # consecutive failed checks (reset by a success)
+        self.agent_down = False  # the agent said down (or fail, stopped) and not up since
+        self.error_limit = error_limit
+        self.errors = 0  # consecutive errors on live traffic (reset by a pass or a good answer)
 
     @property
     def operational(self) -> bool:
-        """Up as far as the checks know (UP or going down)."""
-        return self.health in _OPERATIONAL
+        """Up as far as the checks know (UP or going down) and not held down by the agent."""
+        return self.health in _OPERATIONAL and not self.agent_down
 
     @property
     def usable(self) -> bool:
         """May take new traffic: operational and READY."""
-        return self.admin is Admin.READY and self.health in _OPERATIONAL
+        return self.admin is Admin.READY and self.operational
 
     @property
     def status(self) -> str:
         """HAProxy's check status: ``UP``, ``UP 1/3``, ``DOWN``, ``DOWN 1/2``, ``MAINT``..."""
         if self.admin is Admin.MAINT:
             return "MAINT"
+        if self.agent_down:
+            return "DOWN (agent)"
         text = {
             Health.UP: "UP",
             Health.GOING_DOWN: f"UP {self._left()}/{self.fall}",
@@ -271,7 +313,12 @@ class ServerState:
             return self._health(_Input.FORCE_DOWN, result or FORCED)
         if result is None:
             raise ValueError(f"{event.value} needs a check result")
+        if event in (Event.AGENT_UP, Event.AGENT_DOWN):
+            return self._agent(event, result)
+        if event is Event.OBSERVED_ERROR:
+            return self._observed(result)
         if event is Event.CHECK_PASSED:
+            self.errors = 0  # "consecutive" errors: none since the last passed check
             self.failures = 0
             self.successes += 1
             rose = self.successes >= self.rise
@@ -290,6 +337,8 @@ class ServerState:
         if what in (_Input.FORCE_UP, _Input.FORCE_DOWN):
             # A forced state is settled: leaving it takes a full ``rise``/``fall`` run.
             self.successes = self.failures = 0
+        if self.agent_down and kind in (Kind.UP, Kind.DOWN):
+            kind = None  # held down by the agent: nothing changes for traffic
         if kind is None:
             return []
         status = ""
@@ -298,6 +347,20 @@ class ServerState:
         elif kind is Kind.CHECK_FAILED:
             status = "DOWN" if health is Health.DOWN else f"{self._left()}/{self.fall} UP"
         return [self._notice(kind, result, status)]
+
+    def _agent(self, event: Event, result: CheckResult) -> list[Notice]:
+        healthy = self.health in _OPERATIONAL
+        self.agent_down, kind = _AGENT[self.agent_down, event, healthy]
+        return [] if kind is None else [self._notice(kind, result, "")]
+
+    def _observed(self, result: CheckResult) -> list[Notice]:
+        """One more error on live traffic; at ``error_limit`` the server goes down at once."""
+        self.errors += 1
+        if self.errors < self.error_limit:
+            return []
+        info = f"Detected {self.errors} consecutive errors, last one was: {result.info}"
+        self.errors = 0
+        return self._health(_Input.FORCE_DOWN, dataclasses.replace(result, info=info))
 
     def _admin(self, event: Event) -> list[Notice]:
         try:
@@ -319,11 +382,12 @@ class ServerState:
         )
 
 
-def ramp_weight(weight: int, elapsed: float, slowstart: float) -> int:
-    """Effective weight ``elapsed`` seconds into a ``slowstart`` ramp (HAProxy's formula).
+def ramp(value: int, elapsed: float, slowstart: float) -> int:
+    """Effective weight or maxconn ``elapsed`` seconds into a ``slowstart`` ramp.
 
-    Grows linearly from 1 to ``weight``; a zero weight stays zero.
+    HAProxy ramps both: grows linearly from 1 to ``value``; zero (no weight,
+    or no maxconn limit) stays zero.
     """
-    if weight == 0 or elapsed >= slowstart:
-        return weight
-    return max(1, math.ceil(weight * elapsed / slowstart))
+    if value == 0 or elapsed >= slowstart:
+        return value
+    return max(1, math.ceil(value * elapsed / slowstart))

@@ -296,7 +296,7 @@ class ResponseDecision:
     """What to change in the response.
 
     ``state`` is the log's server cookie character: N nothing, I inserted, U
-    updated (dates), P the server's cookie passed on (prefix mode), R the
+    updated (dates), P the server's cookie passed on unchanged, R the
     server's cookie rewritten, D deleted (the server's copy of our cookie was
     removed, or the client told to drop it).
     """
@@ -533,7 +533,7 @@ class CookiePersistence(Generic[S]):
             elif mode == "prefix" and chosen and cookie.value:
                 out.append(cookie.with_value(prefix_value(chosen, cookie.value)))
                 changed = carries = True
-                state = "P"
+                state = "R"  # HAProxy logs a prefixed cookie as rewritten
             else:
                 out.append(header)
                 state = "P"

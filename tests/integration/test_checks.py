@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socketserver
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -267,3 +269,232 @@ def test_slowstart_ramps_a_returning_server_up(pool, weir):
     early = split()
     assert early[0] < early[1]  # still ramping: web1's weight is below web2's
     assert wait_for(lambda: split() == (10, 10), timeout=15, interval=0.3)
+
+
+# -- agent check ------------------------------------------------------------------
+
+
+class Agent:
+    """A server's agent: answers ``line`` to every connection on 127.0.0.1, then closes."""
+
+    def __init__(self, line: bytes = b"up\n") -> None:
+        self.line = line
+        self.asked = 0
+        agent = self
+
+        class Answer(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                agent.asked += 1
+                self.request.sendall(agent.line)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def says(self, line: str) -> None:
+        self.line = line.encode() + b"\n"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def agents():
+    """Factory: ``agents(line)`` starts an agent; all are closed at teardown."""
+    started: list[Agent] = []
+
+    def start(line: bytes = b"up\n") -> Agent:
+        started.append(Agent(line))
+        return started[-1]
+
+    yield start
+    for agent in started:
+        agent.close()
+
+
+def split(port: int, n: int) -> tuple[int, int]:
+    """How many of ``n`` requests web1 and web2 answered."""
+    names = [get(port, "/a").header("X-Backend") for _ in range(n)]
+    return names.count("web1"), names.count("web2")
+
+
+def test_agent_drives_weight_and_state(pool, weir, agents):
+    web1, web2 = pool.start("web1"), pool.start("web2")
+    agent1, agent2 = agents(b"25%\n"), agents(b"up\n")
+    proxy = weir(
+        checked_farm(
+            [("web1", web1.address), ("web2", web2.address)],
+            server_extra={
+                "web1": {"weight": 4, "agent_port": agent1.port},
+                "web2": {"weight": 4, "agent_port": agent2.port},
+            },
+        )
+    )
+    assert wait_for(lambda: events(proxy, r'Agent check for server app/web1 succeeded.*"25%"'))
+    assert wait_for(lambda: events(proxy, r"Agent check for server app/web2 succeeded"))
+    # Weights 1 and 4: smooth round robin gives each its exact share of a cycle of 5.
+    assert split(proxy.port, 20) == (4, 16)
+
+    agent1.says("drain")
+    assert wait_for(lambda: events(proxy, r"Server app/web1 enters drain state"))
+    assert split(proxy.port, 6) == (0, 6)
+
+    agent1.says("ready 100%")
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is UP \(leaving forced drain\)"))
+    assert split(proxy.port, 8) == (4, 4)
+
+    agent1.says("down #disk full")
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is DOWN"))
+    (down,) = events(proxy, r"Server app/web1 is DOWN")
+    assert down.endswith(
+        'Server app/web1 is DOWN, reason: Layer7 wrong status, info: "via agent : down '
+        '(disk full)". 1 active and 0 backup servers left.'
+    )
+    assert split(proxy.port, 6) == (0, 6)
+    asked = agent1.asked
+    assert wait_for(lambda: agent1.asked > asked + 3)  # checks pass meanwhile: still down
+    assert split(proxy.port, 4) == (0, 4)
+
+    agent1.says("hello\x00 world")  # not an agent line: ignored, counted, no change
+    assert wait_for(lambda: events(proxy, r"Agent check for server app/web1 ignored a reply"))
+    assert split(proxy.port, 4) == (0, 4)
+
+    agent1.says("up")
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is UP, reason: Layer7 check passed"))
+    assert split(proxy.port, 8) == (4, 4)
+
+    agent1.says("maint")
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is going DOWN for maintenance"))
+    assert split(proxy.port, 6) == (0, 6)
+    assert proxy.proc.poll() is None
+
+
+def test_a_server_with_only_an_agent_is_checked_by_it(pool, weir, agents):
+    web1, web2 = pool.start("web1"), pool.start("web2")
+    agent = agents(b"up\n")
+    proxy = weir(
+        farm_config(
+            [("web1", web1.address), ("web2", web2.address)],
+            timeouts=TIMEOUTS,
+            server_extra={"web1": {"agent_port": agent.port}},
+        )
+    )
+    assert split(proxy.port, 4) == (2, 2)
+    agent.says("maint")
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is going DOWN for maintenance"))
+    assert split(proxy.port, 4) == (0, 4)
+    assert not any(seen.path == "/health" for seen in web1.requests)  # no regular check
+
+
+def test_an_unreachable_agent_changes_nothing(pool, weir, agents):
+    web1, web2 = pool.start("web1"), pool.start("web2")
+    agent = agents(b"up\n")
+    port = agent.port
+    agent.close()
+    proxy = weir(
+        checked_farm(
+            [("web1", web1.address), ("web2", web2.address)],
+            server_extra={"web1": {"agent_port": port}},
+        )
+    )
+    assert wait_for(lambda: events(proxy, r"Agent check for server app/web1 failed"))
+    (failed,) = events(proxy, r"Agent check for server app/web1 failed")  # logged once
+    assert 'reason: Layer4 connection problem, info: "Connection refused"' in failed
+    assert split(proxy.port, 4) == (2, 2)
+
+
+# -- passive observation -------------------------------------------------------------
+
+SLOW_CHECK = '[backends.app.check]\ninter = "10s"\n{keys}\n'
+
+
+def observed_farm(servers, keys: str, **kw) -> str:
+    """Checks every 10 s: only observation can take a server down within a test."""
+    config = farm_config(servers, timeouts=TIMEOUTS, **kw)
+    return config.replace(
+        "[[backends.app.servers]]", SLOW_CHECK.format(keys=keys) + "[[backends.app.servers]]", 1
+    )
+
+
+def test_5xx_on_live_traffic_take_a_server_down(pool, weir):
+    web1, web2 = pool.start("web1"), pool.start("web2")
+    proxy = weir(
+        observed_farm(
+            [("web1", web1.address), ("web2", web2.address)],
+            'observe = "layer7"\nerror_limit = 3',
+            backend='balance = "uri"',  # one URI, one server: its errors are consecutive
+        )
+    )
+    answers = [get(proxy.port, "/status/500") for _ in range(3)]
+    assert [r.status for r in answers] == [500, 500, 500]
+    failing = answers[0].header("X-Backend")
+    other = "web2" if failing == "web1" else "web1"
+    assert {r.header("X-Backend") for r in answers} == {failing}
+    assert wait_for(lambda: events(proxy, rf"Server app/{failing} is DOWN"))
+    (down,) = events(proxy, rf"Server app/{failing} is DOWN")
+    assert down.endswith(
+        f'Server app/{failing} is DOWN, reason: Health analyze, info: "Detected 3 consecutive '
+        'errors, last one was: Wrong http response". 1 active and 0 backup servers left.'
+    )
+    assert {get(proxy.port, f"/p{i}").header("X-Backend") for i in range(6)} == {other}
+
+
+def test_observe_none_ignores_live_errors(pool, weir):
+    web1, web2 = pool.start("web1"), pool.start("web2")
+    proxy = weir(
+        observed_farm(
+            [("web1", web1.address), ("web2", web2.address)],
+            "error_limit = 1",
+            backend='balance = "uri"',
+        )
+    )
+    assert [get(proxy.port, "/status/500").status for _ in range(3)] == [500] * 3
+    assert answering(proxy.port) == {"web1", "web2"}
+    assert not events(proxy, r"is DOWN")
+
+
+def test_connect_failures_take_a_server_down_under_layer4(pool, weir):
+    web1, web2 = pool.start("web1"), pool.start("web2")
+    proxy = weir(
+        observed_farm(
+            [("web1", web1.address), ("web2", web2.address)],
+            'observe = "layer4"\nerror_limit = 2',
+        )
+    )
+    pool.stop(web1)
+    for i in range(4):  # retries and redispatch still answer every request
+        assert get(proxy.port, f"/r{i}").header("X-Backend") == "web2"
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is DOWN"))
+    (down,) = events(proxy, r"Server app/web1 is DOWN")
+    assert 'reason: Health analyze, info: "Detected 2 consecutive errors, last one was: L4 ' in down
+
+
+# -- slow start ramps maxconn too ------------------------------------------------------
+
+
+def test_slowstart_ramps_maxconn(pool, weir):
+    web1 = pool.start("web1")
+    config = checked_farm([("web1", web1.address)], server_extra={"web1": {"maxconn": 10}}).replace(
+        "fall = 2\n", 'fall = 2\nslowstart = "4s"\n', 1
+    )
+    proxy = weir(config)
+    web1.health_status = 500
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is DOWN"))
+    web1.health_status = 200
+    assert wait_for(lambda: events(proxy, r"Server app/web1 is UP"))
+    web1.max_inflight = web1.inflight
+    with ThreadPoolExecutor(8) as ex:
+        answers = list(ex.map(lambda i: get(proxy.port, f"/slow/300?{i}"), range(8)))
+    assert [r.status for r in answers] == [200] * 8
+    assert web1.max_inflight < 8  # early in the ramp: a few connections at a time, queued
+    assert wait_for(lambda: _ramped(proxy, web1), timeout=10)
+
+
+def _ramped(proxy, web1) -> bool:
+    web1.max_inflight = web1.inflight
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda i: get(proxy.port, f"/slow/300?{i}"), range(8)))
+    return web1.max_inflight >= 8  # (a health check may be in flight too)

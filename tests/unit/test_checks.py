@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from appliance.checks.http import MAX_RESPONSE, HttpResponse, check_request, parse_statuses
+from appliance.checks.observe import failure_error, status_error
 from appliance.checks.scheduler import interval
-from appliance.checks.state import CheckResult, Event, ServerState, ramp_weight
-from appliance.config.load import load_text
+from appliance.checks.state import CheckResult, Event, ServerState, ramp
+from appliance.config.load import ConfigError, load_text
 from appliance.config.model import CheckConfig
 from appliance.proxy.http import InvalidResponse
 
@@ -112,7 +113,7 @@ def test_allbackups_is_a_backend_key():
 
 
 def test_slowstart_ramp():
-    assert [ramp_weight(10, t, 10.0) for t in (0, 0.5, 1, 4.2, 9.99, 10, 11)] == [
+    assert [ramp(10, t, 10.0) for t in (0, 0.5, 1, 4.2, 9.99, 10, 11)] == [
         1,
         1,
         1,
@@ -121,5 +122,47 @@ def test_slowstart_ramp():
         10,
         10,
     ]
-    assert ramp_weight(0, 1, 10.0) == 0
-    assert ramp_weight(200, 5, 10.0) == 100
+    assert ramp(0, 1, 10.0) == 0
+    assert ramp(200, 5, 10.0) == 100
+
+
+def test_slowstart_ramps_maxconn_like_the_weight():
+    # HAProxy ramps both; at least one connection, and "unlimited" (0) stays so.
+    assert [ramp(100, t, 10.0) for t in (0, 2.5, 5, 10)] == [1, 25, 50, 100]
+    assert ramp(0, 5, 10.0) == 0
+
+
+def test_what_observation_counts():
+    assert status_error("layer7", 500).info == "Wrong http response"
+    assert status_error("layer7", 503).reason == "Health analyze"
+    assert status_error("layer7", 501) is None  # the request's fault, as in HAProxy
+    assert status_error("layer7", 505) is None
+    assert status_error("layer7", 404) is None
+    assert status_error("layer4", 500) is None
+    assert status_error("none", 500) is None
+    for observe in ("layer4", "layer7"):
+        for reason in ("Layer4 connection problem", "Layer4 timeout"):
+            assert failure_error(observe, reason).info == "L4 unsuccessful connection"
+    assert failure_error("layer7", "Layer7 invalid response").info == "Invalid http response"
+    assert failure_error("layer4", "Layer7 invalid response") is None
+    assert failure_error("none", "Layer4 timeout") is None
+
+
+CHECKED = (
+    '[frontends.www]\nbind = ["127.0.0.1:8080"]\ndefault_backend = "app"\n'
+    '[backends.app]\n[backends.app.check]\n{keys}\n[[backends.app.servers]]\nname = "a"\n'
+    'address = "127.0.0.1:9001"\n'
+)
+
+
+def test_observe_keys():
+    check = load_text(CHECKED.format(keys="")).backends["app"].check
+    assert (check.observe, check.error_limit) == ("none", 10)
+    check = (
+        load_text(CHECKED.format(keys='observe = "layer7"\nerror_limit = 3')).backends["app"].check
+    )
+    assert (check.observe, check.error_limit) == ("layer7", 3)
+    with pytest.raises(ConfigError, match="must be one of none, layer4, layer7"):
+        load_text(CHECKED.format(keys='observe = "layer5"'))
+    with pytest.raises(ConfigError, match="error_limit"):
+        load_text(CHECKED.format(keys="error_limit = 0"))

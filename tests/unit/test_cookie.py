@@ -440,7 +440,7 @@ def test_prefix_round_trip() -> None:
     response = p.on_response(
         [b"JSESSIONID=abc123; Path=/shop; HttpOnly", b"lang=fr"], "web1", NO_COOKIE, NOW
     )
-    assert response.state == "P" and response.uncacheable
+    assert response.state == "R" and response.uncacheable
     assert response.set_cookie_headers == [
         b"JSESSIONID=web1~abc123; Path=/shop; HttpOnly",
         b"lang=fr",

@@ -299,3 +299,84 @@ def test_admin_lines():
     assert s.feed(Event.SET_READY)[0].line(2, 0) == (
         "Server app/web1 is UP (leaving forced maintenance). 2 active and 0 backup servers online."
     )
+
+
+# -- the agent's verdict ------------------------------------------------------------
+
+AGENT_DOWN = CheckResult(False, "Layer7 wrong status", info="via agent : down")
+AGENT_UP = CheckResult(True, "Layer7 check passed", info="via agent : up")
+
+
+def test_every_triple_of_the_agent_table_is_defined():
+    for pair in itertools.product((False, True), (Event.AGENT_UP, Event.AGENT_DOWN), (False, True)):
+        assert pair in st._AGENT
+
+
+def test_the_agent_holds_a_healthy_server_down_until_it_says_up():
+    s = machine()
+    (down,) = s.feed(Event.AGENT_DOWN, AGENT_DOWN)
+    assert down.line(1, 0) == (
+        'Server app/web1 is DOWN, reason: Layer7 wrong status, info: "via agent : down". '
+        "1 active and 0 backup servers left."
+    )
+    assert (s.usable, s.status, s.health) == (False, "DOWN (agent)", Health.UP)
+    assert s.feed(Event.AGENT_DOWN, AGENT_DOWN) == []  # said again: nothing new
+    assert s.feed(Event.CHECK_PASSED, OK) == []  # passing checks do not override it
+    assert not s.usable
+    assert kinds(s.feed(Event.AGENT_UP, AGENT_UP)) == [Kind.UP]
+    assert s.usable
+
+
+def test_checks_keep_counting_while_the_agent_holds_the_server_down():
+    s = machine(fall=2)
+    s.feed(Event.AGENT_DOWN, AGENT_DOWN)
+    # The checks' own DOWN is not logged again: the server is already down.
+    assert kinds(s.feed(Event.CHECK_FAILED, BAD)) == [Kind.CHECK_FAILED]
+    assert s.feed(Event.CHECK_FAILED, BAD) == []
+    assert s.health is Health.DOWN
+    # The agent lets go, but the checks still say down: no traffic, no UP line.
+    assert s.feed(Event.AGENT_UP, AGENT_UP) == []
+    assert not s.usable
+    s.feed(Event.CHECK_PASSED, OK)
+    assert kinds(s.feed(Event.CHECK_PASSED, OK)) == [Kind.UP]
+    assert s.usable
+
+
+def test_agent_up_on_a_server_it_never_held_is_silent():
+    assert machine().feed(Event.AGENT_UP, AGENT_UP) == []
+    assert machine(Health.DOWN).feed(Event.AGENT_DOWN, AGENT_DOWN) == []
+
+
+# -- passive observation -------------------------------------------------------------
+
+WRONG = CheckResult(False, st.HEALTH_ANALYZE, info="Wrong http response")
+
+
+def test_error_limit_consecutive_errors_take_the_server_down_at_once():
+    s = machine(error_limit=3)
+    assert s.feed(Event.OBSERVED_ERROR, WRONG) == []
+    assert s.feed(Event.OBSERVED_ERROR, WRONG) == []
+    assert s.health is Health.UP
+    (down,) = s.feed(Event.OBSERVED_ERROR, WRONG)
+    assert s.health is Health.DOWN
+    assert down.line(1, 0) == (
+        'Server app/web1 is DOWN, reason: Health analyze, info: "Detected 3 consecutive '
+        'errors, last one was: Wrong http response". 1 active and 0 backup servers left.'
+    )
+    # Back up through the checks, a full ``rise`` run.
+    s.feed(Event.CHECK_PASSED, OK)
+    assert kinds(s.feed(Event.CHECK_PASSED, OK)) == [Kind.UP]
+
+
+def test_a_passed_check_restarts_the_count_of_errors():
+    s = machine(error_limit=2)
+    s.feed(Event.OBSERVED_ERROR, WRONG)
+    s.feed(Event.CHECK_PASSED, OK)
+    assert s.feed(Event.OBSERVED_ERROR, WRONG) == []
+    assert s.health is Health.UP
+    assert kinds(s.feed(Event.OBSERVED_ERROR, WRONG)) == [Kind.DOWN]
+
+
+def test_error_limit_must_be_positive():
+    with pytest.raises(ValueError, match="error_limit"):
+        ServerState("app", "web1", error_limit=0)
