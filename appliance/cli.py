@@ -8,6 +8,7 @@ import sys
 from appliance import __version__
 
 DEFAULT_CONFIG = "/etc/weir/weir.toml"
+DEFAULT_SOCKET = "/run/weir/weir.sock"  # GlobalConfig.runtime_socket's default
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML)")
     check = sub.add_parser("check", help="validate a configuration file")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML)")
+    ctl = sub.add_parser(
+        "ctl",
+        help="send a runtime-API command to a running weir (try: weir ctl help)",
+        description="Send one runtime-API command (docs/runtime-api.md) and print the answer.",
+    )
+    ctl.add_argument("-s", "--socket", help=f"runtime socket (default: {DEFAULT_SOCKET})")
+    ctl.add_argument("-c", "--config", help="read the socket path from this configuration file")
+    ctl.add_argument("--json", action="store_true", help="print JSON for scripts")
+    ctl.add_argument("words", nargs="+", metavar="COMMAND", help="e.g. show stat")
     demo = sub.add_parser("demo", help="start demo backends and the proxy on 127.0.0.1:8080")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
     return parser
@@ -45,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.run import serve
 
         return serve(config)
+    if args.command == "ctl":
+        from appliance.runtime.client import run_ctl
+
+        path = args.socket
+        if path is None and args.config:
+            from appliance.config import ConfigError, load
+
+            try:
+                path = load(args.config).global_.runtime_socket
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    print(problem, file=sys.stderr)
+                return 1
+        return run_ctl(path or DEFAULT_SOCKET, args.words, args.json)
     if args.command == "demo":
         from appliance.demo import run_demo
 

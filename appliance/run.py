@@ -12,6 +12,7 @@ import uvloop
 
 from appliance.config.model import Config
 from appliance.proxy.proxy import Proxy
+from appliance.runtime.server import RuntimeSocketBusy
 
 
 def raise_file_limit() -> None:
@@ -30,6 +31,11 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
         proxy = Proxy(config, loop)
         try:
             proxy.bind()
+        except RuntimeSocketBusy as exc:
+            proxy.log.close()
+            proxy.events.close()
+            print(f"weir: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             proxy.log.close()
             proxy.events.close()

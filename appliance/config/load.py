@@ -58,6 +58,9 @@ _GLOBAL: Mapping[str, v.Convert] = {
     "maxconn": v.integer(1),
     "log": v.log_target,
     "runtime_socket": v.string,
+    "runtime_socket_mode": v.file_mode,
+    "runtime_socket_owner": v.string,
+    "runtime_socket_group": v.string,
     "grace": v.duration(),
     "max_header_bytes": v.size(1024, 1048576),
 }
@@ -106,6 +109,14 @@ _CHECK: Mapping[str, v.Convert] = {
     "rise": v.integer(1),
     "fall": v.integer(1),
     "slowstart": v.duration(),
+    "observe": v.choice("none", "layer4", "layer7"),
+    "error_limit": v.integer(1),
+}
+# Characters a server's cookie value may not hold in a given cookie mode (cookie.py).
+_RESERVED_IN_COOKIE = {"insert": "|", "prefix": "~"}
+_RESERVED_WHY = {
+    "insert": "it separates the value from the maxidle/maxlife dates",
+    "prefix": "it separates the server's value from the application's",
 }
 _NAME_RULE = "use letters, digits, '_', '.' and '-'"
 _SERVER: Mapping[str, v.Convert] = {
@@ -371,7 +382,7 @@ class _Reader:
         found.setdefault("retries", defaults.retries)
         found.setdefault("redispatch", defaults.redispatch)
         cookie = self.optional(section, at, "cookie", _COOKIE, CookieConfig)
-        servers = self.servers(section, at, cookies=cookie is not None)
+        servers = self.servers(section, at, cookie_mode=cookie.mode if cookie else None)
         if not section.get("servers"):
             self.report(
                 (*at, "servers"),
@@ -403,7 +414,7 @@ class _Reader:
         return build(**self.fields(table, (*at, key), spec))
 
     def servers(
-        self, section: dict[str, Any], at: KeyPath, *, cookies: bool
+        self, section: dict[str, Any], at: KeyPath, *, cookie_mode: str | None
     ) -> tuple[ServerConfig, ...]:
         raw = section.get("servers", [])
         if not isinstance(raw, list):
@@ -411,7 +422,8 @@ class _Reader:
             return ()
         servers = []
         first: dict[tuple[str, object], int] = {}  # (key, value) -> index of the first server
-        unique = ("name", "id", "cookie") if cookies else ("name", "id")
+        unique = ("name", "id", "cookie") if cookie_mode else ("name", "id")
+        reserved = _RESERVED_IN_COOKIE.get(cookie_mode or "", "")
         for index, server in enumerate(raw):
             server_at = (*at, "servers", index)
             if not isinstance(server, dict):
@@ -423,6 +435,13 @@ class _Reader:
                 continue
             found.setdefault("id", index + 1)
             found.setdefault("cookie", found["name"])
+            if reserved and reserved in found["cookie"]:
+                self.report(
+                    (*server_at, "cookie"),  # a name cannot hold either character
+                    f"{reserved!r} is reserved in {cookie_mode} mode cookies "
+                    f"({_RESERVED_WHY[cookie_mode]}); the server's cookie value "
+                    f"{found['cookie']!r} must not contain it",
+                )
             for key in unique:
                 owner = first.setdefault((key, found[key]), index)
                 if owner == index:

@@ -40,6 +40,9 @@ class GlobalConfig:
     maxconn: int = 20000
     log: str = "stdout"
     runtime_socket: str = "/run/weir/weir.sock"
+    runtime_socket_mode: int = 0o600  # permission bits of the socket file
+    runtime_socket_owner: str = ""  # user name or uid ("": the process's)
+    runtime_socket_group: str = ""  # group name or gid ("": the process's)
     grace: float = 10.0
     max_header_bytes: int = 16384
 
@@ -103,6 +106,8 @@ class CheckConfig:
     rise: int = 2
     fall: int = 3
     slowstart: float = 0.0
+    observe: str = "none"  # none | layer4 | layer7: passive observation of live traffic
+    error_limit: int = 10  # consecutive observed errors that take a server down
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,13 @@ def duration(*, positive: bool = False) -> Convert:
     return convert
 
 
+def file_mode(value: object) -> int:
+    """Permission bits written in octal, as for chmod: ``"0600"``, ``"660"``."""
+    if isinstance(value, str) and value and len(value) <= 4 and set(value) <= set("01234567"):
+        return int(value, 8)
+    raise ValueError(f'expected octal permission bits such as "0600", got {describe(value)}')
+
+
 def choice(*options: str) -> Convert:
     """One of ``options``, spelled exactly."""
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from appliance.balance import make_balancer
 from appliance.checks.state import CheckResult, Event
 from appliance.config.model import BackendConfig
+from appliance.proxy.counters import Counters
 from appliance.proxy.persistence import BackendPersistence
 from appliance.proxy.server import Server
 
@@ -32,6 +33,7 @@ class Backend:
     __slots__ = (
         "balancer",
         "config",
+        "counters",
         "cur_conns",
         "maxqueue",
         "name",
@@ -53,6 +55,7 @@ class Backend:
         )
         self.queue: deque[ClientConnection] = deque()
         self.cur_conns = 0
+        self.counters = Counters()
         # Requests that may go to any server wait here up to the farm's total
         # maxqueue, when every server has one (0: unbounded, as in HAProxy).
         limits = [s.config.maxqueue for s in self.servers]

@@ -603,6 +603,8 @@ class ClientConnection(asyncio.Protocol):
         self.phase = QUEUE
         self.m_queued = self.loop.time()
         backend.queue.append(self)
+        if len(backend.queue) > backend.counters.qmax:
+            backend.counters.qmax = len(backend.queue)
         self._arm(backend.config.timeouts.queue)
 
     def requeue(self) -> None:
@@ -710,6 +712,8 @@ class ClientConnection(asyncio.Protocol):
         self.status = status
         if status >= 500:
             self.proxy.observe_response(self.srv, status)
+        elif self.srv.state.errors:
+            self.srv.state.errors = 0  # a good answer ends a run of consecutive errors
         fields = head.fields
         persistence = self.backend.persistence
         if persistence is not None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from appliance.config.model import Address, FrontendConfig
 from appliance.proxy.client import ClientConnection
+from appliance.proxy.counters import Counters
 
 if TYPE_CHECKING:
     from appliance.proxy.backend import Backend
@@ -65,6 +66,7 @@ class Frontend:
         self.connections: set[ClientConnection] = set()
         self.cur_conns = 0
         self.total_conns = 0
+        self.counters = Counters()
 
     def bind(self) -> None:
         """Open the listening sockets (before the loop runs: errors stop the start)."""
@@ -102,6 +104,10 @@ class Frontend:
         self.connections.add(conn)
         self.cur_conns += 1
         self.total_conns += 1
+        counters = self.counters
+        counters.stot += 1
+        if self.cur_conns > counters.smax:
+            counters.smax = self.cur_conns
         self.proxy.connection_opened()
 
     def connection_closed(self, conn: ClientConnection) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 
-from appliance.checks.scheduler import CheckScheduler
-from appliance.checks.state import CheckResult, Event, ramp_weight
+from appliance.checks.agent import L7_OK, AgentAnswer
+from appliance.checks.observe import failure_error, status_error
+from appliance.checks.scheduler import CheckScheduler, checked
+from appliance.checks.state import Admin, CheckResult, Event, ramp
 from appliance.config.model import Config
 from appliance.log.httplog import HttpLogFormatter, escape_request_line
 from appliance.log.sink import LogSink, StderrSink, open_sink
@@ -15,8 +18,15 @@ from appliance.proxy.backend import Backend
 from appliance.proxy.client import ClientConnection
 from appliance.proxy.frontend import Frontend
 from appliance.proxy.server import Server
+from appliance.runtime.server import RuntimeServer
 
 POOL_PURGE_DELAY = 5.0  # idle server connections older than this are closed (HAProxy's default)
+GARBAGE_LOG_EVERY = 100  # log the first agent reply that is garbage, then one in this many
+_AGENT_ADMIN = {
+    Admin.READY: Event.SET_READY,
+    Admin.DRAIN: Event.SET_DRAIN,
+    Admin.MAINT: Event.SET_MAINT,
+}
 
 
 class Proxy:
@@ -32,6 +42,13 @@ class Proxy:
         }
         self.cur_conns = 0
         self.total_requests = 0
+        self.started = time.time()  # for show info's Uptime
+        now = loop.time()
+        for backend in self.backends.values():
+            backend.counters.last_change = now
+            for server in backend.servers:
+                server.counters.last_change = now
+        self.runtime = RuntimeServer(self)
         self.paused = False
         self.stopping = False
         self.stopped = loop.create_future()
@@ -43,29 +60,39 @@ class Proxy:
         self.events: LogSink = StderrSink()
         self._purge_handle: asyncio.TimerHandle | None = None
         self.checks = CheckScheduler(
-            [s for backend in self.backends.values() for s in backend.servers], self.check_done
+            [s for backend in self.backends.values() for s in backend.servers],
+            self.check_done,
+            self.agent_done,
         )
 
     # -- life cycle -------------------------------------------------------------
 
     def bind(self) -> None:
-        """Open every listening socket; on any failure none stays open."""
+        """Open every listening socket; on any failure none stays open.
+
+        The runtime socket comes first: a second Weir on the same socket is refused
+        with that reason (RuntimeSocketBusy) before its ports are tried.
+        """
+        self.runtime.bind()
         try:
             for frontend in self.frontends.values():
                 frontend.bind()
         except OSError:
             for frontend in self.frontends.values():
                 frontend.close()
+            self.runtime.close()
             raise
 
     async def start(self) -> None:
         for frontend in self.frontends.values():
             await frontend.start()
             self.event(f"Proxy {frontend.name} started.")
+        await self.runtime.start()
         self.checks.start()
         self._purge_handle = self.loop.call_later(1.0, self._purge)
 
     def _purge(self) -> None:
+        self._count_rates()
         limit = self.loop.time() - POOL_PURGE_DELAY
         for backend in self.backends.values():
             for server in backend.servers:
@@ -83,6 +110,7 @@ class Proxy:
         grace = self.config.global_.grace if grace is None else grace
         for frontend in self.frontends.values():
             frontend.close()
+        self.runtime.close()
         self.event("Stopping proxy: waiting for in-flight requests.")
         deadline = self.loop.time() + grace
         while self.loop.time() < deadline:
@@ -122,13 +150,24 @@ class Proxy:
     # -- server states ----------------------------------------------------------
 
     def check_done(self, server: Server, result: CheckResult) -> None:
+        counters = server.counters
+        counters.last_check = result
+        if not result.ok:
+            counters.chkfail += 1
         self.server_event(server, Event.CHECK_PASSED if result.ok else Event.CHECK_FAILED, result)
 
     def server_event(self, server: Server, event: Event, result: CheckResult | None = None) -> None:
         """Change ``server``'s state (a check result, an operator's command) and log it."""
         was_usable = server.state.usable
-        for line in server.backend.apply(server, event, result):
+        was_operational = server.state.operational
+        backend = server.backend
+        backend_was_up = backend.has_available()
+        for line in backend.apply(server, event, result):
             self.event(line)
+        if server.state.operational != was_operational:
+            server.counters.state_changed(not was_operational, self.loop.time())
+        if backend.has_available() != backend_was_up:
+            backend.counters.state_changed(not backend_was_up, self.loop.time())
         usable = server.state.usable
         if usable == was_usable:
             return
@@ -138,28 +177,85 @@ class Proxy:
         elif not usable and server.warmup is not None:
             server.warmup.cancel()
             server.warmup = None
-            server.weight = server.config.weight
+            server.weight = server.user_weight
+            server.maxconn = server.config.maxconn
 
     def _warm_up(self, server: Server, since: float, slowstart: float) -> None:
-        """One step of slow start: the weight grows linearly back to the configured one."""
+        """One step of slow start: weight and maxconn grow linearly back to their full values."""
         elapsed = self.loop.time() - since
-        weight = ramp_weight(server.config.weight, elapsed, slowstart)
-        if weight != server.weight:
+        weight = ramp(server.user_weight, elapsed, slowstart)
+        maxconn = ramp(server.config.maxconn, elapsed, slowstart)
+        if weight != server.weight or maxconn != server.maxconn:
             server.weight = weight
-            server.backend.balancer.update()
+            server.maxconn = maxconn
+            server.backend.refresh()
         if elapsed >= slowstart:
             server.warmup = None
             return
         step = max(0.01, slowstart / 20)
         server.warmup = self.loop.call_later(step, self._warm_up, server, since, slowstart)
 
+    def set_weight(self, server: Server, weight: int) -> None:
+        """Give ``server`` a new weight (its agent's); a slow-start ramp heads for it."""
+        server.user_weight = weight
+        if server.warmup is None and weight != server.weight:
+            server.weight = weight
+            server.backend.refresh()
+
+    # -- agent checks -----------------------------------------------------------
+
+    def agent_done(self, server: Server, answer: AgentAnswer) -> None:
+        """Carry out what the server's agent said (docs/health.md, "Agent check")."""
+        result = answer.result
+        reply = answer.reply
+        who = f"{server.backend.name}/{server.name}"
+        if not result.ok:
+            # An agent out of reach changes nothing: the regular check judges the server.
+            if server.agent_said != result.reason:
+                server.agent_said = result.reason
+                self.event(f"Agent check for server {who} failed, {result.describe()}.")
+            return
+        if reply is None:
+            server.agent_garbage += 1
+            if server.agent_garbage % GARBAGE_LOG_EVERY == 1:
+                self.event(
+                    f"Agent check for server {who} ignored a reply that is not an agent line "
+                    f"({server.agent_garbage} so far): {answer.raw[:60]!r}"
+                )
+            return
+        if server.agent_said != reply.text:
+            server.agent_said = reply.text
+            self.event(
+                f"Agent check for server {who} succeeded, reason: {L7_OK}, "
+                f'info: "{reply.text}", check duration: {int(result.duration * 1000)}ms.'
+            )
+        weight = reply.effective_weight(server.config.weight)
+        if weight is not None:
+            self.set_weight(server, weight)
+        if reply.admin is not None:
+            self.server_event(server, _AGENT_ADMIN[reply.admin])
+        if reply.health is not None:
+            up = reply.health == "up"
+            info = f"via agent : {reply.health}" + (f" ({reply.comment})" if reply.comment else "")
+            said = CheckResult(up, L7_OK if up else "Layer7 wrong status", info=info)
+            self.server_event(server, Event.AGENT_UP if up else Event.AGENT_DOWN, said)
+
     # -- passive observation of live traffic ------------------------------------
 
     def observe_response(self, server: Server, status: int) -> None:
         """A server answered ``status`` >= 500 to live traffic."""
+        if checked(server):
+            error = status_error(server.backend.config.check.observe, status)
+            if error is not None:
+                self.server_event(server, Event.OBSERVED_ERROR, error)
 
     def observe_failure(self, server: Server, reason: str) -> None:
         """Live traffic could not connect to ``server`` or got an invalid answer."""
+        # Only checked servers: the checks are what brings a server back up.
+        if checked(server):
+            error = failure_error(server.backend.config.check.observe, reason)
+            if error is not None:
+                self.server_event(server, Event.OBSERVED_ERROR, error)
 
     # -- accounting -------------------------------------------------------------
 
@@ -176,6 +272,47 @@ class Proxy:
             self.paused = False
             for frontend in self.frontends.values():
                 frontend.resume()
+
+    def _count_rates(self) -> None:
+        """Once a second: the per-second rates of every counter set (show stat's rate...)."""
+        for frontend in self.frontends.values():
+            frontend.counters.tick(frontend.total_conns)
+        for backend in self.backends.values():
+            backend.counters.tick()
+            for server in backend.servers:
+                server.counters.tick()
+
+    @staticmethod
+    def _count_retries(cc: ClientConnection) -> None:
+        for counters in (cc.backend.counters, cc.srv.counters if cc.srv is not None else None):
+            if counters is not None:
+                counters.wretr += cc.retries_done
+                counters.wredis += cc.redispatched
+
+    def _count_errors(self, cc: ClientConnection, termination: str) -> None:
+        """Error counters from the termination state (rare: only requests that failed)."""
+        who, phase = termination[0], termination[1]
+        backend = cc.backend
+        srv = cc.srv
+        counters = [backend.counters] if backend is not None else []
+        if srv is not None:
+            counters.append(srv.counters)
+        if who in "cC":
+            if phase == "R":
+                cc.fe.counters.ereq += 1
+            else:
+                for c in counters:
+                    c.cli_abrt += 1
+        elif who == "P" and phase == "R":
+            cc.fe.counters.ereq += 1
+        elif who in "sS":
+            for c in counters:
+                if phase == "C":
+                    c.econ += 1
+                else:
+                    c.eresp += 1
+                    if who == "S" and phase == "D":
+                        c.srv_abrt += 1
 
     # -- logs -------------------------------------------------------------------
 
@@ -197,6 +334,39 @@ class Proxy:
         ta = int((now - m_start) * 1000)
         backend = cc.backend
         srv = cc.srv
+        # Statistics (show stat): a few increments, the only per-request cost they add.
+        status = cc.status
+        bytes_in = cc.head_bytes
+        bytes_out = cc.bytes_out
+        status_class = status // 100 if 99 < status < 600 else 0
+        counters = cc.fe.counters
+        counters.req_tot += 1
+        counters.bin += bytes_in
+        counters.bout += bytes_out
+        counters.hrsp[status_class] += 1
+        if backend is not None:
+            counters = backend.counters
+            counters.stot += 1
+            counters.req_tot += 1
+            counters.bin += bytes_in
+            counters.bout += bytes_out
+            counters.hrsp[status_class] += 1
+            counters.last_sess = now
+            if backend.cur_conns > counters.smax:
+                counters.smax = backend.cur_conns
+            if srv is not None:
+                counters = srv.counters
+                counters.stot += 1
+                counters.bin += bytes_in
+                counters.bout += bytes_out
+                counters.hrsp[status_class] += 1
+                counters.last_sess = now
+                if srv.cur_conns > counters.smax:
+                    counters.smax = srv.cur_conns
+            if cc.retries_done or cc.redispatched:
+                self._count_retries(cc)
+        if termination[0] != "-":
+            self._count_errors(cc, termination)
         if cc.m_head:
             version = b"HTTP/1.0" if cc.http10 else b"HTTP/1.1"
             request_line = b"%b %b %b" % (cc.req_method, cc.path, version)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from appliance.checks.state import ServerState
 from appliance.config.model import CheckConfig, ServerConfig
+from appliance.proxy.counters import Counters
 from appliance.proxy.http import (
     ChunkedDecoder,
     InvalidResponse,
@@ -36,15 +37,19 @@ class Server:
 
     __slots__ = (
         "address",
+        "agent_garbage",
+        "agent_said",
         "available",
         "backend",
         "config",
+        "counters",
         "cur_conns",
         "id",
         "idle",
         "maxconn",
         "name",
         "state",
+        "user_weight",
         "warmup",
         "weight",
     )
@@ -55,18 +60,30 @@ class Server:
         self.name = config.name
         self.id = config.id
         self.address = (config.address.host, config.address.port)
+        # ``weight`` and ``maxconn`` are the effective values (a slow-start ramp
+        # lowers them for a while); ``user_weight`` is what the weight returns
+        # to: the configured one, or what the server's agent asked for.
         self.weight = config.weight
+        self.user_weight = config.weight
         self.maxconn = config.maxconn
         check = backend.config.check or CheckConfig()
         self.state = ServerState(
-            backend.name, config.name, rise=check.rise, fall=check.fall, backup=config.backup
+            backend.name,
+            config.name,
+            rise=check.rise,
+            fall=check.fall,
+            backup=config.backup,
+            error_limit=check.error_limit,
         )
         # May the balancer pick it now: usable, and not a backup standing by
         # (the backend decides, see ``Backend.refresh``).
         self.available = not config.backup
         self.warmup: asyncio.TimerHandle | None = None  # slow-start ramp in progress
         self.cur_conns = 0
+        self.counters = Counters()
         self.idle: list[ServerConnection] = []
+        self.agent_said = ""  # the agent's last line or failure, to log only changes
+        self.agent_garbage = 0  # agent replies that were not protocol lines
 
     @property
     def full(self) -> bool:

@@ -17,6 +17,9 @@ path, so a test chooses a behaviour by the URL it sends through the proxy:
     /big/N               N bytes of body (Content-Length)
     /continue            honour Expect: 100-continue, then count the body
     /health              status ``health_status`` (settable per backend; 0: never answer)
+    /session             200 with ``Set-Cookie: JSESSIONID=<32 random hex>; path=/``
+    /set-cookie/TEXT     200 with ``Set-Cookie: TEXT`` (percent-decoded: ``%3B`` is ';')
+    /cookies             200, body: the request's Cookie header values, one per line
 
 Every request is recorded in ``requests`` (method, path, headers) with the
 connection it came on, so tests can see reuse and what the proxy forwarded.
@@ -29,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import socket
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 
 import httptools
@@ -143,6 +148,7 @@ class _Conn(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         length = len(body)
+        extra += "".join(f"{h}\r\n" for h in self.backend.headers).encode("latin-1")
         if self.cur is not None and self.cur.method == "HEAD":
             body = b""
         self.transport.write(
@@ -191,6 +197,17 @@ class _Conn(asyncio.Protocol):
                 b"Connection: Upgrade\r\nX-Backend: %b\r\n\r\n" % name
             )
             self.tunnel = True
+        elif path == "/session":
+            value = secrets.token_hex(16).encode()
+            self._send(
+                200, b"%b session\n" % name, b"Set-Cookie: JSESSIONID=%b; path=/\r\n" % value
+            )
+        elif path.startswith("/set-cookie/"):
+            text = urllib.parse.unquote_to_bytes(path[len("/set-cookie/") :])
+            self._send(200, b"%b set-cookie\n" % name, b"Set-Cookie: %b\r\n" % text)
+        elif path == "/cookies":
+            values = [v for k, v in seen.headers if k.lower() == "cookie"]
+            self._send(200, "".join(f"{v}\n" for v in values).encode("latin-1"))
         elif path.startswith("/big/"):
             n = int(path.rsplit("/", 1)[1])
             self._send(200, b"x" * n)
@@ -208,6 +225,7 @@ class TestBackend:
     inflight: int = 0
     max_inflight: int = 0
     health_status: int = 200
+    headers: list[str] = field(default_factory=list)  # added to every answer with a length
     _server: asyncio.AbstractServer | None = None
 
     @property

@@ -465,6 +465,40 @@ def test_cookie_values_must_be_unique_when_a_cookie_section_exists() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("mode", "value", "message"),
+    [
+        (
+            "insert",
+            "web|1",
+            "'|' is reserved in insert mode cookies (it separates the value from the "
+            "maxidle/maxlife dates); the server's cookie value 'web|1' must not contain it",
+        ),
+        (
+            "prefix",
+            "web~1",
+            "'~' is reserved in prefix mode cookies (it separates the server's value from "
+            "the application's); the server's cookie value 'web~1' must not contain it",
+        ),
+    ],
+)
+def test_cookie_values_may_not_hold_the_modes_delimiter(
+    mode: str, value: str, message: str
+) -> None:
+    source = BASE + f'cookie = "{value}"\n\n[backends.app.cookie]\nmode = "{mode}"\n'
+    assert errors(source) == [f"weir.toml:9: backends.app.servers[0].cookie: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "value"),
+    [("insert", "web~1"), ("prefix", "web|1"), ("rewrite", "web|1"), ("rewrite", "web~1")],
+)
+def test_the_other_delimiter_is_a_valid_cookie_value(mode: str, value: str) -> None:
+    source = BASE + f'cookie = "{value}"\n\n[backends.app.cookie]\nmode = "{mode}"\n'
+    assert load_text(source).backends["app"].servers[0].cookie == value
+    assert load_text(BASE + f'cookie = "{value}"\n').backends["app"].cookie is None
+
+
 def test_a_backend_without_servers_is_only_a_warning(tmp_path: Path) -> None:
     source = BASE + "\n[backends.spare]\n"
     assert set(load_text(source).backends) == {"app", "spare"}
