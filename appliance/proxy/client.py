@@ -86,6 +86,8 @@ class ClientConnection(asyncio.Protocol):
         "body_buf",
         "busy",
         "bytes_out",
+        "captured_req",
+        "captured_res",
         "client_ip",
         "client_port",
         "connect_task",
@@ -189,6 +191,7 @@ class ClientConnection(asyncio.Protocol):
         self.persist_gone = False
         self.cookie_decision = NO_COOKIE
         self.cookie_log = "--"
+        self.captured_req = self.captured_res = "-"
         self.m_connect = self.m_connected = self.m_resp = 0.0
 
     # -- timers ----------------------------------------------------------------

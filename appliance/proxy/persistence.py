@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from appliance.checks.state import Admin
+from appliance.log.httplog import escape_request_line
 from appliance.persist.cookie import NO_COOKIE, CookiePersistence, RequestDecision
 from appliance.persist.table import StickTable
 
@@ -35,6 +36,7 @@ _RESPONSE_COOKIE_FIELDS = re.compile(
 _SET_COOKIE_LINES = re.compile(rb"\r\nset-cookie:[^\r\n]*", re.IGNORECASE)
 _CACHE_CONTROL_LINES = re.compile(rb"\r\ncache-control:[^\r\n]*", re.IGNORECASE)
 _JSESSIONID_PARAM = re.compile(rb";jsessionid=([^;?/#]+)", re.IGNORECASE)
+CAPTURE_LEN = 63  # bytes of our cookie shown in the log, as HAProxy's "capture cookie ... len"
 EXPIRED_ENTRIES_PER_LEARN = 2  # purge a little on every write: the table never fills with dead
 
 
@@ -47,14 +49,16 @@ def takes_persisted_users(server: Server) -> bool:
 class BackendPersistence:
     """The persistence configured on one backend: a cookie, a stick table, or both."""
 
-    __slots__ = ("by_id", "cookie", "stick_cookie", "stick_src", "table")
+    __slots__ = ("by_id", "cookie", "cookie_prefix", "stick_cookie", "stick_src", "table")
 
     def __init__(self, backend: Backend) -> None:
         config = backend.config
         servers = backend.servers
         self.by_id = {s.id: s for s in servers}
         self.cookie: CookiePersistence | None = None
+        self.cookie_prefix = b""  # b"SERVERID=": how our cookie starts
         if config.cookie is not None:
+            self.cookie_prefix = config.cookie.name.encode() + b"="
             self.cookie = CookiePersistence(
                 config.cookie, {s.config.cookie or s.name: s for s in servers}
             )
@@ -79,6 +83,7 @@ class BackendPersistence:
         persisted server is gone (the caller redispatches or answers 503)."""
         decision = NO_COOKIE
         if self.cookie is not None:
+            cc.captured_req = self._capture(cookies)
             decision = self.cookie.on_request(cookies, time.time(), takes_persisted_users)
             if decision.state == "V":
                 return decision.server, decision, False
@@ -93,6 +98,16 @@ class BackendPersistence:
                         return server, decision, False
                     return None, decision, True
         return None, decision, False
+
+    def _capture(self, cookies: list[bytes]) -> str:
+        """Our cookie as the client sent it, for the log."""
+        prefix = self.cookie_prefix
+        for header in cookies:
+            for part in header.split(b";"):
+                part = part.strip()
+                if part.startswith(prefix):
+                    return captured(part)
+        return "-"
 
     def _request_key(self, cc: ClientConnection, cookies: list[bytes]) -> object | None:
         if self.stick_src:
@@ -147,6 +162,11 @@ class BackendPersistence:
             fields = _SET_COOKIE_LINES.sub(b"", fields) + b"".join(
                 b"\r\nSet-Cookie: " + value for value in decision.set_cookie_headers
             )
+            prefix = self.cookie_prefix
+            for value in decision.set_cookie_headers:
+                if value.startswith(prefix):
+                    cc.captured_res = captured(value.split(b";", 1)[0])
+                    break
         if decision.cache_control is not None:
             fields = _CACHE_CONTROL_LINES.sub(b"", fields) + b"".join(
                 b"\r\nCache-Control: " + value for value in decision.cache_control
@@ -157,6 +177,12 @@ class BackendPersistence:
     def _learn(table: StickTable, key: object, server_id: int) -> None:
         table.learn(key, server_id)
         table.purge(max_entries=EXPIRED_ENTRIES_PER_LEARN)
+
+
+def captured(cookie: bytes) -> str:
+    """A cookie as the log's captured-cookie fields show it (HAProxy's ``capture cookie``):
+    ``NAME=value``, cut at ``CAPTURE_LEN`` bytes, escaped so the field stays one word."""
+    return escape_request_line(cookie[:CAPTURE_LEN]).replace(" ", "#20") or "-"
 
 
 def _client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -398,5 +398,7 @@ class Proxy:
                 0,
                 len(backend.queue) if backend is not None else 0,
                 escape_request_line(request_line),
+                cc.captured_req,
+                cc.captured_res,
             )
         )

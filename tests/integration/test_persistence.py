@@ -471,3 +471,44 @@ def test_unknown_server_cookie_rebalances(pool, weir):
     answered = {request(proxy.port, "/", ["SERVERID=web3"]).header("X-Backend") for _ in "abcd"}
     assert answered == {"web1", "web2"}
     assert set(terms(proxy, 4)) == {"--II"}
+
+
+def test_log_captures_our_cookie_both_ways(pool, weir):
+    web1, web2 = two(pool)
+    proxy = weir(farm(web1, web2, INSERT))
+    first = request(proxy.port, "/first")
+    server = first.header("X-Backend")
+    request(proxy.port, "/back", [f"SERVERID={server}; lang=fr"])
+    request(proxy.port, "/odd", ["SERVERID=we b1"])
+    lines = [parse(line) for line in proxy.log_lines(wait_for=3)]
+    assert (lines[0].cookie_req, lines[0].cookie_resp) == ("-", f"SERVERID={server}")
+    assert (lines[1].cookie_req, lines[1].cookie_resp) == (f"SERVERID={server}", "-")
+    # A space would split the log field: it is escaped, as HAProxy escapes captures.
+    assert lines[2].cookie_req == "SERVERID=we#20b1"
+    assert lines[2].term.endswith("II")
+
+
+def test_stick_on_source_address_over_ipv6(pool, weir):
+    if not socket.has_ipv6:
+        pytest.skip("this kernel has no IPv6")
+    web1, web2 = two(pool)
+    body = farm(web1, web2, '[backends.app.stick]\non = "src"\n').replace(
+        'bind = ["127.0.0.1:{port}"]', 'bind = ["[::1]:{port}"]'
+    )
+    proxy = weir(body, wait=False)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("::1", proxy.port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, proxy.stderr()
+            time.sleep(0.05)
+    seen = set()
+    for i in range(8):
+        with socket.create_connection(("::1", proxy.port), timeout=10) as s:
+            s.sendall(f"GET /v6/{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            seen.add(Reader(s).response().header("X-Backend"))
+    assert len(seen) == 1  # one IPv6 client, one server, whatever round robin would do
+    line = parse(proxy.log_lines(wait_for=1)[0])
+    assert line.raw.split("]: ", 1)[1].startswith("::1:")

@@ -59,6 +59,8 @@ class LogLine:
     term: str
     retries: str
     request: str
+    cookie_req: str = "-"
+    cookie_resp: str = "-"
 
 
 def parse(line: str) -> LogLine:
@@ -78,6 +80,8 @@ def parse(line: str) -> LogLine:
         status=int(g["status"]),
         term=g["term"],
         retries=g["retries"],
+        cookie_req=g["cookie_req"],
+        cookie_resp=g["cookie_resp"],
         request=g["request"],
     )
 
