@@ -7,18 +7,21 @@ with its own name, so repeated requests show the rotation.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
+import tempfile
 import threading
 
 from appliance.config import load_text
 from appliance.run import serve
 
-DEMO_BACKENDS = (("web1", 9101), ("web2", 9102), ("web3", 9103))
+DEMO_BACKENDS = ("web1", "web2", "web3")  # on free loopback ports, printed at start
 
 DEMO_CONFIG = """
 [global]
 log = "stdout"
-runtime_socket = "/tmp/weir-demo.sock"
+runtime_socket = "{socket}"
 
 [frontends.www]
 bind = ["127.0.0.1:{port}"]
@@ -55,35 +58,47 @@ class DemoBackend(asyncio.Protocol):
             )
 
 
-async def _serve_backends(started: threading.Event) -> None:
+async def _serve_backends(started: threading.Event, ports: list[int]) -> None:
     loop = asyncio.get_running_loop()
-    for name, port in DEMO_BACKENDS:
-        await loop.create_server(lambda name=name: DemoBackend(name), "127.0.0.1", port)
+    for name in DEMO_BACKENDS:
+        server = await loop.create_server(lambda name=name: DemoBackend(name), "127.0.0.1", 0)
+        ports.append(server.sockets[0].getsockname()[1])
     started.set()
     await asyncio.Event().wait()
 
 
 def run_demo(port: int = 8080) -> int:
     started = threading.Event()
+    ports: list[int] = []
     thread = threading.Thread(
-        target=lambda: asyncio.run(_serve_backends(started)), name="demo-backends", daemon=True
+        target=lambda: asyncio.run(_serve_backends(started, ports)),
+        name="demo-backends",
+        daemon=True,
     )
     thread.start()
     if not started.wait(5):
         print("weir demo: the demo backends did not start", file=sys.stderr)
         return 2
+    farm = list(zip(DEMO_BACKENDS, ports, strict=True))
     servers = "\n".join(
         f'[[backends.app.servers]]\nname = "{name}"\naddress = "127.0.0.1:{bport}"\n'
-        for name, bport in DEMO_BACKENDS
+        for name, bport in farm
     )
-    config = load_text(DEMO_CONFIG.format(port=port, servers=servers), path="<demo>")
+    workdir = tempfile.mkdtemp(prefix="weir-demo-")
+    socket_path = os.path.join(workdir, "weir.sock")
+    text = DEMO_CONFIG.format(port=port, servers=servers, socket=socket_path)
+    config = load_text(text, path="<demo>")
     print(
         f"Weir demo: proxy on http://127.0.0.1:{port}/ in front of "
-        + ", ".join(f"{n} (127.0.0.1:{p})" for n, p in DEMO_BACKENDS)
+        + ", ".join(f"{n} (127.0.0.1:{p})" for n, p in farm)
         + "\nTry:\n"
         f"  curl -s http://127.0.0.1:{port}/            # answered by web1, web2, web3 in turn\n"
         f"  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:{port}/; done\n"
+        f"  weir ctl -s {socket_path} show stat     # the runtime API\n"
         "Each request is logged below in HAProxy's httplog format. Ctrl-C stops.\n",
         flush=True,
     )
-    return serve(config)
+    try:
+        return serve(config)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ import uvloop
 
 from appliance.config.model import Config
 from appliance.proxy.proxy import Proxy
+from appliance.runtime.metrics import MetricsBindError
 from appliance.runtime.server import RuntimeSocketBusy
 
 
@@ -31,7 +32,7 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
         proxy = Proxy(config, loop)
         try:
             proxy.bind()
-        except RuntimeSocketBusy as exc:
+        except (RuntimeSocketBusy, MetricsBindError) as exc:
             proxy.log.close()
             proxy.events.close()
             print(f"weir: {exc}", file=sys.stderr)
@@ -52,7 +53,8 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
             loop.create_task(proxy.stop())
 
         def reload() -> None:
-            proxy.event("SIGHUP received: live reload is not implemented yet; nothing changed.")
+            proxy.event("SIGHUP received: reloading the configuration.")
+            proxy.reload()
 
         loop.add_signal_handler(signal.SIGTERM, stop)
         loop.add_signal_handler(signal.SIGINT, stop)

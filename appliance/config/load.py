@@ -63,6 +63,7 @@ _GLOBAL: Mapping[str, v.Convert] = {
     "runtime_socket_group": v.string,
     "grace": v.duration(),
     "max_header_bytes": v.size(1024, 1048576),
+    "metrics_bind": v.optional_address,
 }
 _DEFAULTS: Mapping[str, v.Convert] = {"retries": v.integer(0), "redispatch": v.boolean}
 _TIMEOUTS: Mapping[str, v.Convert] = {
@@ -311,6 +312,7 @@ class _Reader:
             data, "frontends", lambda n, s, at: self.frontend(n, s, at, defaults, backends)
         )
         self.check_binds(data, frontends)
+        self.check_metrics_bind(global_, frontends)
         if for_run and not frontends:
             self.report(("frontends",), "at least one frontend is required to run the proxy")
         ha = self.ha(self.table(data, "ha", ()))
@@ -492,6 +494,22 @@ class _Reader:
                         )
                         break
                 seen.append((address, name))
+
+    def check_metrics_bind(
+        self, global_: GlobalConfig, frontends: dict[str, FrontendConfig]
+    ) -> None:
+        """The metrics listener may not take a frontend's address."""
+        metrics = global_.metrics_bind
+        if metrics is None:
+            return
+        for name, frontend in frontends.items():
+            for address in frontend.bind:
+                if _collide(metrics, address):
+                    self.report(
+                        ("global", "metrics_bind"),
+                        f"{metrics} conflicts with {address} bound by frontend {name!r}",
+                    )
+                    return
 
     def ha(self, section: dict[str, Any] | None) -> HaConfig | None:
         if section is None:

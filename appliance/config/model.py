@@ -45,6 +45,7 @@ class GlobalConfig:
     runtime_socket_group: str = ""  # group name or gid ("": the process's)
     grace: float = 10.0
     max_header_bytes: int = 16384
+    metrics_bind: Address | None = None  # the Prometheus listener (None: off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,6 +188,11 @@ def address(value: object) -> Address:
     return Address(host, int(port))
 
 
+def optional_address(value: object) -> Address | None:
+    """An address, or ``""`` for none (a listener that is off)."""
+    return address(value) if string(value) else None
+
+
 def bind_address(value: object) -> Address:
     """A ``bind`` entry: an address, without options until TLS exists."""
     text = string(value)

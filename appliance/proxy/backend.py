@@ -29,6 +29,22 @@ if TYPE_CHECKING:
     from appliance.proxy.client import ClientConnection
 
 
+# Backend settings a reload reports by name when they change.
+_SETTINGS = (
+    "balance",
+    "balance_arg",
+    "hash_type",
+    "http_reuse",
+    "retries",
+    "redispatch",
+    "allbackups",
+    "timeouts",
+    "cookie",
+    "stick",
+    "check",
+)
+
+
 class Backend:
     __slots__ = (
         "balancer",
@@ -60,6 +76,56 @@ class Backend:
         # maxqueue, when every server has one (0: unbounded, as in HAProxy).
         limits = [s.config.maxqueue for s in self.servers]
         self.maxqueue = sum(limits) if limits and all(limits) else 0
+
+    def reconfigure(self, config: BackendConfig) -> list[str]:
+        """Apply a reloaded configuration in place; return what changed, one line each.
+
+        Servers that keep their name keep their state, counters, connections and
+        in-flight requests; stick tables keep their entries.
+        """
+        old = self.config
+        if config == old:
+            return []
+        changes = []
+        self.config = config
+        by_name = {s.name: s for s in self.servers}
+        servers = []
+        for sc in config.servers:
+            server = by_name.pop(sc.name, None)
+            if server is None:
+                server = Server(sc, self)
+                changes.append(f"backend {self.name}: server {sc.name} added")
+            else:
+                if server.config != sc:
+                    changes.append(f"backend {self.name}: server {sc.name} updated")
+                server.reconfigure(sc)
+            servers.append(server)
+        for gone in by_name.values():
+            gone.available = False
+            gone.close_idle()
+            changes.append(f"backend {self.name}: server {gone.name} removed")
+        self.servers = servers
+        self.balancer = make_balancer(config.balance, servers, config.balance_arg, config.hash_type)
+        table = self.persistence.table if self.persistence is not None else None
+        self.persistence = (
+            BackendPersistence(self) if config.cookie is not None or config.stick else None
+        )
+        if (
+            table is not None
+            and self.persistence is not None
+            and self.persistence.table is not None
+        ):
+            new = self.persistence.table
+            if (new.key_type, new.key_len) == (table.key_type, table.key_len):
+                table.size, table.expire = new.size, new.expire
+                self.persistence.table = table  # the learned associations survive
+        limits = [s.config.maxqueue for s in servers]
+        self.maxqueue = sum(limits) if limits and all(limits) else 0
+        settings = [k for k in _SETTINGS if getattr(old, k) != getattr(config, k)]
+        if settings:
+            changes.append(f"backend {self.name}: {', '.join(settings)} changed")
+        self.refresh()  # also sends requests queued for a removed server elsewhere
+        return changes
 
     def has_available(self) -> bool:
         return any(s.available and s.weight > 0 for s in self.servers)

@@ -608,6 +608,10 @@ class ClientConnection(asyncio.Protocol):
         backend.queue.append(self)
         if len(backend.queue) > backend.counters.qmax:
             backend.counters.qmax = len(backend.queue)
+        if target is not None:
+            waiting = backend.queued_for(target)
+            if waiting > target.counters.qmax:
+                target.counters.qmax = waiting
         self._arm(backend.config.timeouts.queue)
 
     def requeue(self) -> None:

@@ -42,9 +42,20 @@ def listen_socket(address: Address) -> socket.socket:
 
 class Frontend:
     def __init__(self, config: FrontendConfig, proxy: Proxy, backend: Backend) -> None:
-        self.config = config
         self.name = config.name
         self.proxy = proxy
+        # Listening sockets and the asyncio servers accepting on them, by address.
+        self.sockets: dict[Address, socket.socket] = {}
+        self.servers: dict[Address, asyncio.AbstractServer] = {}
+        self.connections: set[ClientConnection] = set()
+        self.cur_conns = 0
+        self.total_conns = 0
+        self.counters = Counters()
+        self.configure(config, backend)
+
+    def configure(self, config: FrontendConfig, backend: Backend) -> None:
+        """Take ``config``'s settings (at start, and on a live reload)."""
+        self.config = config
         self.default_backend = backend
         self.timeouts = config.timeouts
         # The shortest timeout a connection of this frontend can be given: its
@@ -61,32 +72,36 @@ class Frontend:
         )
         self.forwardfor = config.forwardfor
         self.default_host = str(config.bind[0]).encode()
-        self.sockets: list[socket.socket] = []
-        self.servers: list[asyncio.AbstractServer] = []
-        self.connections: set[ClientConnection] = set()
-        self.cur_conns = 0
-        self.total_conns = 0
-        self.counters = Counters()
 
-    def bind(self) -> None:
-        """Open the listening sockets (before the loop runs: errors stop the start)."""
+    def bind(self, addresses: tuple[Address, ...] | None = None) -> list[Address]:
+        """Open the listening sockets not open yet; return the new addresses.
+
+        Runs before the loop serves anything, so a port in use stops a start (or
+        a reload) before anything changed; on failure the sockets opened by this
+        call are closed again.
+        """
+        opened: list[Address] = []
         try:
-            for address in self.config.bind:
-                self.sockets.append(listen_socket(address))
+            for address in self.config.bind if addresses is None else addresses:
+                if address not in self.sockets:
+                    self.sockets[address] = listen_socket(address)
+                    opened.append(address)
         except OSError:
-            self.close()
+            for address in opened:
+                self.sockets.pop(address).close()
             raise
+        return opened
 
     async def start(self) -> None:
         loop = self.proxy.loop
-        for sock in self.sockets:
-            server = await loop.create_server(
-                lambda: ClientConnection(self), sock=sock.dup(), backlog=BACKLOG
-            )
-            self.servers.append(server)
+        for address, sock in list(self.sockets.items()):
+            if address not in self.servers:
+                self.servers[address] = await loop.create_server(
+                    lambda: ClientConnection(self), sock=sock.dup(), backlog=BACKLOG
+                )
 
     def pause(self) -> None:
-        for server in self.servers:
+        for server in self.servers.values():
             server.close()
         self.servers.clear()
 
@@ -94,9 +109,18 @@ class Frontend:
         if not self.servers and self.sockets:
             self.proxy.loop.create_task(self.start())
 
+    def unbind(self, address: Address) -> None:
+        """Stop listening on ``address``; connections accepted there live on."""
+        server = self.servers.pop(address, None)
+        if server is not None:
+            server.close()
+        sock = self.sockets.pop(address, None)
+        if sock is not None:
+            sock.close()
+
     def close(self) -> None:
         self.pause()
-        for sock in self.sockets:
+        for sock in self.sockets.values():
             sock.close()
         self.sockets.clear()
 

@@ -17,7 +17,10 @@ from appliance.log.sink import LogSink, StderrSink, open_sink
 from appliance.proxy.backend import Backend
 from appliance.proxy.client import ClientConnection
 from appliance.proxy.frontend import Frontend
+from appliance.proxy.reload import ReloadFailed
+from appliance.proxy.reload import reload as reload_config
 from appliance.proxy.server import Server
+from appliance.runtime.metrics import MetricsBindError, MetricsListener
 from appliance.runtime.server import RuntimeServer
 
 POOL_PURGE_DELAY = 5.0  # idle server connections older than this are closed (HAProxy's default)
@@ -49,6 +52,7 @@ class Proxy:
             for server in backend.servers:
                 server.counters.last_change = now
         self.runtime = RuntimeServer(self)
+        self.metrics = MetricsListener(self, config.global_.metrics_bind)
         self.paused = False
         self.stopping = False
         self.stopped = loop.create_future()
@@ -59,6 +63,8 @@ class Proxy:
         # Event lines stay out of the access log, so halog reads it without errors.
         self.events: LogSink = StderrSink()
         self._purge_handle: asyncio.TimerHandle | None = None
+        self.staged_frontends: dict[str, Frontend] = {}  # opened by a reload in progress
+        self._checks_lock = asyncio.Lock()
         self.checks = CheckScheduler(
             [s for backend in self.backends.values() for s in backend.servers],
             self.check_done,
@@ -71,15 +77,18 @@ class Proxy:
         """Open every listening socket; on any failure none stays open.
 
         The runtime socket comes first: a second Weir on the same socket is refused
-        with that reason (RuntimeSocketBusy) before its ports are tried.
+        with that reason (RuntimeSocketBusy) before its ports are tried. The metrics
+        listener's failure is MetricsBindError, naming global.metrics_bind.
         """
         self.runtime.bind()
         try:
+            self.metrics.bind()
             for frontend in self.frontends.values():
                 frontend.bind()
-        except OSError:
+        except (OSError, MetricsBindError):
             for frontend in self.frontends.values():
                 frontend.close()
+            self.metrics.close()
             self.runtime.close()
             raise
 
@@ -88,8 +97,40 @@ class Proxy:
             await frontend.start()
             self.event(f"Proxy {frontend.name} started.")
         await self.runtime.start()
+        await self.metrics.start()
         self.checks.start()
         self._purge_handle = self.loop.call_later(1.0, self._purge)
+
+    def reload(self) -> tuple[bool, list[str]]:
+        """Re-read the configuration and apply it in place (runtime ``reload``, SIGHUP).
+
+        Returns whether it was applied and the lines describing what changed, or
+        every problem found (then nothing changed). Both are logged as events.
+        """
+        try:
+            changes = reload_config(self)
+        except ReloadFailed as exc:
+            self.event(f"Reload of {self.config.path} failed, nothing changed:")
+            for line in exc.problems:
+                self.event(f"  {line}")
+            return False, exc.problems
+        self.event(f"Reloaded {self.config.path}: {len(changes) or 'no'} change(s).")
+        for line in changes:
+            self.event(f"  {line}")
+        return True, changes
+
+    async def restart_checks(self) -> None:
+        """Check the servers of the (reloaded) configuration; states are kept."""
+        async with self._checks_lock:
+            await self.checks.stop()
+            if self.stopping:
+                return
+            self.checks = CheckScheduler(
+                [s for backend in self.backends.values() for s in backend.servers],
+                self.check_done,
+                self.agent_done,
+            )
+            self.checks.start()
 
     def _purge(self) -> None:
         self._count_rates()
@@ -111,6 +152,7 @@ class Proxy:
         for frontend in self.frontends.values():
             frontend.close()
         self.runtime.close()
+        self.metrics.close()
         self.event("Stopping proxy: waiting for in-flight requests.")
         deadline = self.loop.time() + grace
         while self.loop.time() < deadline:

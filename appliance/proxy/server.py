@@ -89,6 +89,25 @@ class Server:
     def full(self) -> bool:
         return 0 < self.maxconn <= self.cur_conns
 
+    def reconfigure(self, config: ServerConfig) -> None:
+        """A live reload kept this server (same name): take the new settings, keep the
+        state, counters and connections. A new address drops the pooled connections."""
+        old = self.config
+        self.config = config
+        self.id = config.id
+        address = (config.address.host, config.address.port)
+        if address != self.address:
+            self.address = address
+            self.close_idle()
+        if config.weight != old.weight:
+            self.weight = self.user_weight = config.weight
+        if config.maxconn != old.maxconn:
+            self.maxconn = config.maxconn
+        check = self.backend.config.check or CheckConfig()
+        state = self.state
+        state.rise, state.fall, state.error_limit = check.rise, check.fall, check.error_limit
+        state.backup = config.backup
+
     def take_idle(self) -> ServerConnection | None:
         """Most recently used idle connection still open, or None."""
         idle = self.idle

@@ -238,7 +238,7 @@ HELP = (
     ("disable server <b>/<s>", "same as 'set server <b>/<s> state maint'"),
     ("show table [<name> [key <k>]]", "list the stick tables, or one table's entries"),
     ("clear table <name> [key <k>]", "drop a table's entries (all, or one key)"),
-    ("reload", "re-read the configuration (not implemented yet)"),
+    ("reload", "re-read the configuration file and apply it in place"),
 )
 
 
@@ -378,7 +378,12 @@ class RuntimeCommands:
         return "".join(f"  {usage:<{width}} : {what}\n" for usage, what in HELP)
 
     def _reload(self) -> str:
-        return "reload: not implemented yet\n"
+        ok, lines = self.proxy.reload()
+        if not ok:
+            return "Reload failed, nothing changed:\n" + "".join(f"  {ln}\n" for ln in lines)
+        if not lines:
+            return "Reloaded: no change.\n"
+        return "Reloaded:\n" + "".join(f"  {ln}\n" for ln in lines)
 
     def _show_info(self, *fmt: str) -> str:
         fields = self.info()

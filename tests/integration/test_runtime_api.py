@@ -87,7 +87,7 @@ def test_every_command_answers(sticky):
     assert "used:0" in ask(proxy, "show table app")
     assert "total: " in ask(proxy, "show sess")
     assert "show servers state" in ask(proxy, "help")
-    assert ask(proxy, "reload") == "reload: not implemented yet\n\n"
+    assert ask(proxy, "reload") == "Reloaded: no change.\n\n"
     assert ask(proxy, "get weight app/web1") == "1 (initial 1)\n\n"
     assert ask(proxy, "quit") == ""
 

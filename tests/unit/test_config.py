@@ -807,3 +807,24 @@ def test_log_targets(log: str, valid: bool) -> None:
 def test_unknown_bind_options_are_errors() -> None:
     source = BASE.replace('["127.0.0.1:8080"]', '"127.0.0.1:8080 v4v6"')
     assert errors(source) == ['weir.toml:2: frontends.www.bind: unknown bind option "v4v6"']
+
+
+def test_metrics_bind_is_off_by_default_and_an_address_when_set() -> None:
+    assert load_text(BASE).global_.metrics_bind is None
+    assert load_text('[global]\nmetrics_bind = ""\n').global_.metrics_bind is None
+    on = load_text('[global]\nmetrics_bind = "127.0.0.1:9101"\n').global_.metrics_bind
+    assert on == Address("127.0.0.1", 9101)
+    assert errors('[global]\nmetrics_bind = "9101"\n') == [
+        'weir.toml:2: global.metrics_bind: invalid address "9101": expected "host:port"'
+    ]
+    assert errors("[global]\nmetrics_bind = 9101\n")[0].startswith(
+        "weir.toml:2: global.metrics_bind: "
+    )
+
+
+def test_metrics_bind_may_not_take_a_frontend_address() -> None:
+    source = '[global]\nmetrics_bind = "0.0.0.0:8080"\n' + BASE
+    assert errors(source) == [
+        "weir.toml:2: global.metrics_bind: 0.0.0.0:8080 conflicts with "
+        "127.0.0.1:8080 bound by frontend 'www'"
+    ]
