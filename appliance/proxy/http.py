@@ -175,6 +175,35 @@ def parse_response_head(block: bytes) -> ResponseHead:
     return head
 
 
+class ResponseHeadCache:
+    """Parsed response heads, by their exact bytes.
+
+    A server answers many requests with byte-identical heads (the same
+    resource, the same second in ``Date``): parsing is a pure function of the
+    bytes, so its result is kept and shared. ``ResponseHead`` objects are never
+    modified after parsing. Invalid heads are not kept (they raise each time).
+    The cache is simply emptied when full.
+    """
+
+    __slots__ = ("_heads", "size")
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._heads: dict[bytes, ResponseHead] = {}
+
+    def parse(self, block: bytes) -> ResponseHead:
+        head = self._heads.get(block)
+        if head is None:
+            head = parse_response_head(block)
+            if len(self._heads) >= self.size:
+                self._heads.clear()
+            self._heads[block] = head
+        return head
+
+
+RESPONSE_HEADS = ResponseHeadCache()
+
+
 class ChunkedDecoder:
     """Incremental decoder of a chunked body (RFC 9112 §7.1).
 

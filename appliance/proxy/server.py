@@ -17,12 +17,7 @@ from typing import TYPE_CHECKING
 from appliance.checks.state import ServerState
 from appliance.config.model import CheckConfig, ServerConfig
 from appliance.proxy.counters import Counters
-from appliance.proxy.http import (
-    ChunkedDecoder,
-    InvalidResponse,
-    ResponseHead,
-    parse_response_head,
-)
+from appliance.proxy.http import RESPONSE_HEADS, ChunkedDecoder, InvalidResponse, ResponseHead
 
 if TYPE_CHECKING:
     from appliance.proxy.backend import Backend
@@ -220,7 +215,7 @@ class ServerConnection(asyncio.Protocol):
                         raise InvalidResponse("response head too large")
                     self.buf = data
                     return
-                head = parse_response_head(data[:end])
+                head = RESPONSE_HEADS.parse(data[:end])
                 data = data[end + 4 :]
                 status = head.status
                 if status < 200 and status != 101:
@@ -256,8 +251,7 @@ class ServerConnection(asyncio.Protocol):
                     self.remaining = length - len(data)
                     client.response_head(head, data, complete=False)
                     return
-                self.state = BODY_EOF
-                head.keep_alive = False
+                self.state = BODY_EOF  # ends with the connection: never reused
                 client.response_head(head, data, complete=False)
                 return
             if state == BODY_LENGTH:

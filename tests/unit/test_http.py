@@ -10,6 +10,7 @@ from appliance.proxy.http import (
     ERROR_PAGES,
     ChunkedDecoder,
     InvalidResponse,
+    ResponseHeadCache,
     chunk,
     parse_response_head,
 )
@@ -132,3 +133,18 @@ def test_error_pages_are_complete_http_messages():
         assert b"Connection: close" in head
         assert b"Content-Length: %d" % len(body) in head
         assert str(status).encode() in body
+
+
+def test_response_head_cache_shares_identical_heads_and_refuses_invalid_ones():
+    cache = ResponseHeadCache(size=2)
+    block = b"HTTP/1.1 200 OK\r\nContent-Length: 5"
+    first = cache.parse(block)
+    assert cache.parse(bytes(block)) is first  # equal bytes, one parse
+    with pytest.raises(InvalidResponse):
+        cache.parse(b"HTTX/1.1 200 OK")
+    with pytest.raises(InvalidResponse):  # not remembered as valid either
+        cache.parse(b"HTTX/1.1 200 OK")
+    cache.parse(b"HTTP/1.1 204 No Content")
+    cache.parse(b"HTTP/1.1 304 Not Modified")  # full: emptied, then kept
+    assert cache.parse(block) is not first
+    assert cache.parse(block).content_length == 5
