@@ -437,7 +437,7 @@ class Proxy:
                 srv.cur_conns if srv is not None else 0,
                 cc.retries_done,
                 cc.redispatched,
-                0,
+                backend.queued_for(srv) if srv is not None and backend.queue else 0,
                 len(backend.queue) if backend is not None else 0,
                 escape_request_line(request_line),
                 cc.captured_req,
