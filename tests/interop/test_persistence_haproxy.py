@@ -19,27 +19,19 @@ user anyway unless ``option persist``).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support.farm import farm_config, parse, wait_for
-from tests.support.proxy import Reader, Response, free_port
+from tests.support.haproxy import HAPROXY, MISSING
+from tests.support.proxy import Reader, Response
 
 pytestmark = pytest.mark.interop
 
-HAPROXY = Path("/usr/sbin/haproxy")
 if not HAPROXY.exists():
-    pytest.skip(
-        "haproxy not found at /usr/sbin/haproxy: install the Debian package 'haproxy'",
-        allow_module_level=True,
-    )
+    pytest.skip(MISSING, allow_module_level=True)
 
 CHECK = 'inter = "100ms"\nfastinter = "100ms"\ndowninter = "100ms"\nrise = 2\nfall = 2\n'
 WEIR_INSERT = (
@@ -74,72 +66,6 @@ listen www
     server web2 {web2} cookie web2 {check}
 """
 HAPROXY_CHECK = "check inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2"
-
-
-class HAProxy:
-    """``haproxy -db -f CFG`` in the foreground; stdout is its access log."""
-
-    def __init__(self, tmp: Path, config: str) -> None:
-        self.port = free_port()
-        self.config_path = tmp / "haproxy.cfg"
-        self.config_path.write_text(config.replace("{port}", str(self.port)))
-        self.log_path = tmp / "haproxy.log"
-        self.stderr_path = tmp / "haproxy.stderr"
-        self.proc = subprocess.Popen(
-            [str(HAPROXY), "-db", "-f", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_path.open("wb"),
-            stderr=self.stderr_path.open("wb"),
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited {self.proc.returncode}: {self.text()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-            ):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"haproxy did not listen on {self.port}: {self.text()}")
-
-    def text(self) -> str:
-        return "".join(
-            p.read_text(errors="replace") for p in (self.log_path, self.stderr_path) if p.exists()
-        )
-
-    def log_lines(self, wait_for: int = 0, timeout: float = 5.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log_path.read_text(errors="replace")
-            lines = [ln for ln in text.splitlines() if ln.endswith(' HTTP/1.1"')]
-            if len(lines) >= wait_for or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def haproxy(tmp_path) -> Iterator:
-    started: list[HAProxy] = []
-
-    def start(config: str) -> HAProxy:
-        sub = tmp_path / f"haproxy{len(started)}"
-        sub.mkdir()
-        started.append(HAProxy(sub, config))
-        return started[-1]
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 def request(port: int, path: str = "/", cookies: tuple[str, ...] = ()) -> Response:
