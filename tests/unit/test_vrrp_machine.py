@@ -459,10 +459,12 @@ class Link:
 
     def run_until(self, end: float) -> None:
         while True:
-            due = [(t, i, k) for (i, k), t in self.timers.items() if t <= end]
+            # Ties at one instant fire in router order, so a run is reproducible.
+            order = {id(r): n for n, r in enumerate(self.routers)}
+            due = [(t, order[i], i, k) for (i, k), t in self.timers.items() if t <= end]
             if not due:
                 break
-            t, i, timer = heapq.nsmallest(1, due)[0]
+            t, _, i, timer = heapq.nsmallest(1, due)[0]
             self.now = t
             del self.timers[i, timer]
             [r] = [r for r in self.routers if id(r) == i]
@@ -489,15 +491,22 @@ def test_two_routers_converge_on_exactly_one_master() -> None:
     assert len(link.transitions) == settled  # no flapping
 
 
-def test_equal_priorities_starting_together_elect_the_higher_address() -> None:
+@pytest.mark.parametrize("first", [0, 1])
+def test_equal_priorities_starting_together_end_with_one_master(first: int) -> None:
+    # Both time out at the same instant. Whichever advertises first is accepted by
+    # the other (a backup does not compare addresses); if both became master, the
+    # lower address steps down. Either way exactly one master remains.
     lb1 = router(priority=100, address=LB1, advert_interval=0.125)
     lb2 = router(priority=100, address=LB2, advert_interval=0.125)
-    link = Link(lb1, lb2)
-    link.feed(lb1, Startup())
-    link.feed(lb2, Startup())
-    link.run_until(0.5)  # both time out at the same instant: two masters for a moment
+    routers = [lb1, lb2] if first == 0 else [lb2, lb1]
+    link = Link(*routers)
+    for r in routers:
+        link.feed(r, Startup())
     link.run_until(3.0)
-    assert link.masters() == [LB2]
+    assert link.masters() == [routers[0].primary_address]
+    settled = len(link.transitions)
+    link.run_until(30.0)
+    assert len(link.transitions) == settled
 
 
 def test_clean_shutdown_hands_over_after_skew_time_only() -> None:
