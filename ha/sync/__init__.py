@@ -1,0 +1,10 @@
+"""Real-time stick-table sync between the two nodes (issue 6), in HAProxy's peers protocol.
+
+The article's answer to "the backup does not know any association" after a takeover: every
+learned association is pushed to the peer as it happens. Weir speaks HAProxy's peers protocol
+v2.1 (with 2.0 fallback, see ``doc/peers.txt`` and ``src/peers.c`` in HAProxy) so that a Weir
+pair can also sync with a real HAProxy.
+
+- ``codec``: the wire format, sans-io: varints, handshake lines, messages (done);
+- the session state machine and the asyncio service come next.
+"""
