@@ -36,7 +36,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.farm import farm_config, wait_for
-from tests.support.haproxy import HAPROXY, MISSING
+from tests.support.haproxy import HAPROXY, HAPROXY_HEAD, MISSING
 from tests.support.proxy import Reader, Response
 
 pytestmark = pytest.mark.interop
@@ -44,24 +44,7 @@ pytestmark = pytest.mark.interop
 if not HAPROXY.exists():
     pytest.skip(MISSING, allow_module_level=True)
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 200
-    log stdout format rfc3164 local0
-defaults
-    mode http
-    log global
-    option httplog
-    option redispatch
-    retries 1
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-    timeout check 500ms
-listen www
-    bind 127.0.0.1:{port}
-    balance roundrobin
-"""
+HAPROXY_CONFIG = HAPROXY_HEAD
 HAPROXY_CHECK = "check inter 100 fastinter 50 downinter 100 rise 2 fall 2"
 WEIR_CHECK = (
     '[backends.app.check]\ntype = "http"\npath = "/health"\ninter = "100ms"\n'

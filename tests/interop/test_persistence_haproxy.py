@@ -25,7 +25,7 @@ import socket
 import pytest
 
 from tests.support.farm import farm_config, parse, wait_for
-from tests.support.haproxy import HAPROXY, MISSING
+from tests.support.haproxy import HAPROXY, HAPROXY_HEAD, MISSING
 from tests.support.proxy import Reader, Response
 
 pytestmark = pytest.mark.interop
@@ -43,28 +43,15 @@ WEIR_INSERT = (
 # ones too (docs/persistence.md).
 WEIR_PREFIX = '[backends.app.cookie]\nname = "JSESSIONID"\nmode = "prefix"\nnocache = false\n'
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 200
-    log stdout format rfc3164 local0
-defaults
-    mode http
-    log global
-    option httplog
-    option redispatch
-    retries 1
-    timeout connect 1s
-    timeout client 10s
-    timeout server 10s
-    timeout check 500ms
-listen www
-    bind 127.0.0.1:{port}
-    balance roundrobin
+HAPROXY_CONFIG = (
+    HAPROXY_HEAD
+    + """\
     {cookie}
     option httpchk GET /health
     server web1 {web1} cookie web1 {check}
     server web2 {web2} cookie web2 {check}
 """
+)
 HAPROXY_CHECK = "check inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2"
 
 

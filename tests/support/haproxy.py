@@ -19,6 +19,27 @@ from tests.support.proxy import free_port
 HAPROXY = Path("/usr/sbin/haproxy")
 MISSING = "haproxy not found at /usr/sbin/haproxy: install the Debian package 'haproxy'"
 
+# The common part of the side-by-side configs: one ``listen www`` section on
+# ``{port}``, round robin, log lines on stdout; each test appends its servers.
+HAPROXY_HEAD = """\
+global
+    maxconn 200
+    log stdout format rfc3164 local0
+defaults
+    mode http
+    log global
+    option httplog
+    option redispatch
+    retries 1
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    timeout check 500ms
+listen www
+    bind 127.0.0.1:{port}
+    balance roundrobin
+"""
+
 
 class HAProxy:
     """``haproxy -db -f CFG`` in the foreground; stdout is its access log."""
