@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := haproxy nginx-light wrk socat iproute2 nftables curl hatop tmux
+DEB_PACKAGES := haproxy nginx-light wrk socat iproute2 nftables curl hatop tmux iputils-ping
 
 .PHONY: run test test-all bench venv deps lint clean
 
@@ -32,7 +32,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 test: venv deps lint
-	$(BIN)/pytest -m "not lab and not image"
+	$(BIN)/pytest -m "not image"
 
 test-all: venv deps lint
 	$(BIN)/pytest

@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("words", nargs="+", metavar="COMMAND", help="e.g. show stat")
     demo = sub.add_parser("demo", help="start demo backends and the proxy on 127.0.0.1:8080")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    lab = sub.add_parser("lab", help="the two-node network-namespace test lab (root)")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--prefix", help="lab name, namespaces are PREFIX-lb1 ... (default: weir)")
+    lab.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
 
 
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.demo import run_demo
 
         return run_demo(args.port)
+    if args.command == "lab":
+        from ha.lab import run_command
+
+        return run_command(args.action, args.prefix, args.json)
     parser.print_help()
     return 1
 
