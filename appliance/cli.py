@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     ctl.add_argument("words", nargs="+", metavar="COMMAND", help="e.g. show stat")
     demo = sub.add_parser("demo", help="start demo backends and the proxy on 127.0.0.1:8080")
     demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    ha = sub.add_parser("ha", help="run the VRRP daemon for this node ([ha.vrrp])")
+    ha.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (TOML)")
     lab = sub.add_parser("lab", help="the two-node network-namespace test lab (root)")
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--prefix", help="lab name, namespaces are PREFIX-lb1 ... (default: weir)")
@@ -77,6 +79,23 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.demo import run_demo
 
         return run_demo(args.port)
+    if args.command == "ha":
+        from appliance.config import ConfigError, load
+
+        try:
+            config = load(args.config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        vrrp = config.ha.vrrp if config.ha else None
+        if vrrp is None or not vrrp.vips:
+            what = "an [ha.vrrp] section" if vrrp is None else "at least one VIP in ha.vrrp.vips"
+            print(f"{args.config}: weir ha needs {what}", file=sys.stderr)
+            return 1
+        from ha.vrrp.daemon import run_ha
+
+        return run_ha(vrrp)
     if args.command == "lab":
         from ha.lab import run_command
 

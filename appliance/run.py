@@ -23,7 +23,7 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def serve(config: Config, ready: asyncio.Future | None = None) -> int:
+def serve(config: Config) -> int:
     """Run the proxy described by ``config`` until SIGTERM/SIGINT; return the exit code."""
     raise_file_limit()
     loop = uvloop.new_event_loop()
@@ -42,12 +42,6 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
             proxy.events.close()
             print(f"weir: cannot bind: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        loop.run_until_complete(proxy.start())
-        # Connections free themselves by reference counting; the cyclic GC only
-        # has stragglers to find, so run it less often, and never over the
-        # long-lived objects made at start-up.
-        gc.freeze()
-        gc.set_threshold(10_000, 20, 20)
 
         def stop() -> None:
             loop.create_task(proxy.stop())
@@ -56,9 +50,17 @@ def serve(config: Config, ready: asyncio.Future | None = None) -> int:
             proxy.event("SIGHUP received: reloading the configuration.")
             proxy.reload()
 
+        # Handlers first: a signal sent as soon as the ports answer must not find
+        # the default action (SIGHUP's would kill the process).
         loop.add_signal_handler(signal.SIGTERM, stop)
         loop.add_signal_handler(signal.SIGINT, stop)
         loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.run_until_complete(proxy.start())
+        # Connections free themselves by reference counting; the cyclic GC only
+        # has stragglers to find, so run it less often, and never over the
+        # long-lived objects made at start-up.
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         loop.run_until_complete(proxy.stopped)
         return 0
     finally:

@@ -144,6 +144,8 @@ _VRRP: Mapping[str, v.Convert] = {
     "vips": v.array(v.interface_address),
     "unicast_peers": v.array(v.ip),
     "track_proxy": v.boolean,
+    "notify": v.string,
+    "state_file": v.string,
 }
 _SYNC: Mapping[str, v.Convert] = {"local": v.matching(v.NAME, _NAME_RULE), "bind": v.address}
 _PEER: Mapping[str, v.Convert] = {"name": v.matching(v.NAME, _NAME_RULE), "address": v.address}

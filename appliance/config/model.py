@@ -161,6 +161,8 @@ class VrrpConfig:
     vips: tuple[str, ...] = ()
     unicast_peers: tuple[str, ...] = ()
     track_proxy: bool = True
+    notify: str = ""  # script called on every transition (keepalived's notify); "": none
+    state_file: str = ""  # JSON state for the console; "": /run/weir/vrrp-<vrid>.json
 
 
 @dataclass(frozen=True, slots=True)

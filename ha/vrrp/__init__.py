@@ -9,6 +9,6 @@ interoperate on the wire with keepalived. Modules, all without I/O (sans-io, as 
 - ``machine``: the election state machine (Initialize/Backup/Master, plus FAULT), fed with
   events by the daemon, answering with the actions to carry out.
 
-The daemon around them (``weir ha``: raw sockets, timers, VIPs, gratuitous ARPs) is built on
-top in a later change; see docs/failover.md.
+The daemon around them is ``daemon`` (``weir ha``: the raw socket, timers, VIPs, gratuitous
+ARPs, notify hooks and the state file); see docs/failover.md.
 """
