@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := haproxy nginx-light wrk socat iproute2 nftables curl hatop tmux iputils-ping
+DEB_PACKAGES := haproxy nginx-light wrk socat iproute2 nftables curl hatop tmux iputils-ping keepalived
 
 .PHONY: run test test-all bench venv deps lint clean
 
