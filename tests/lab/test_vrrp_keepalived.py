@@ -27,13 +27,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ha.lab import Lab, LabError, check_environment
+from tests.lab.vrrp import master_is, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -228,26 +229,6 @@ def check_both_understood_each_other(keepalived: Side, weir: Side) -> None:
     ]
     assert not rejects, "keepalived rejected packets:\n" + "\n".join(rejects)
     assert weir.stop_and_drops() == {}, weir.log.read_text()
-
-
-def wait_for(condition: Callable[[], bool], what: str, sides: list[Side], bound: float) -> None:
-    deadline = time.monotonic() + bound
-    while not condition():
-        if time.monotonic() > deadline:
-            logs = "\n".join(
-                f"--- {s.host} ({type(s).__name__})\n{s.log.read_text()}" for s in sides
-            )
-            pytest.fail(f"not within {bound:g}s: {what}\n{logs}")
-        time.sleep(0.05)
-
-
-def master_is(master: Side, backup: Side) -> Callable[[], bool]:
-    return lambda: (
-        master.state() == "MASTER"
-        and master.holds_vip()
-        and backup.state() == "BACKUP"
-        and not backup.holds_vip()
-    )
 
 
 @pytest.fixture

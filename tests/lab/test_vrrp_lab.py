@@ -13,8 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from appliance.cli import main
 from ha.lab import Lab, LabError, check_environment
+from tests.lab.vrrp import master_is, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -87,24 +87,6 @@ class Node:
         return VIP in self.addresses()
 
 
-def wait_for(condition: Callable[[], bool], what: str, nodes: list[Node]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {n.host}\n{n.log.read_text()}" for n in nodes)
-            pytest.fail(f"not within {WAIT:g}s: {what}\n{logs}")
-        time.sleep(0.05)
-
-
-def master_is(master: Node, backup: Node) -> Callable[[], bool]:
-    return lambda: (
-        master.state() == "MASTER"
-        and master.holds_vip()
-        and backup.state() == "BACKUP"
-        and not backup.holds_vip()
-    )
-
-
 @pytest.fixture
 def pair(tmp_path) -> Iterator[tuple[Lab, Node, Node]]:
     """A fresh lab with ``weir ha`` on lb1 and lb2; every process stopped at teardown."""
@@ -116,7 +98,7 @@ def pair(tmp_path) -> Iterator[tuple[Lab, Node, Node]]:
         nodes = (Node(lab, "lb1", tmp_path), Node(lab, "lb2", tmp_path))
         for node in nodes:
             node.start()
-        wait_for(master_is(*nodes), "lb1 MASTER with the VIP, lb2 BACKUP", list(nodes))
+        wait_for(master_is(*nodes), "lb1 MASTER with the VIP, lb2 BACKUP", list(nodes), WAIT)
         yield lab, *nodes
     finally:
         lab.down()  # stops every process started in it, then removes the namespaces
@@ -156,10 +138,12 @@ def test_election_kill9_takeover_and_preemption(pair) -> None:
     assert lb1.proc is not None
     lb1.proc.send_signal(signal.SIGKILL)
     lb1.proc.wait(timeout=5)
-    wait_for(lambda: lb2.state() == "MASTER" and lb2.holds_vip(), "lb2 takes over", [lb1, lb2])
+    wait_for(
+        lambda: lb2.state() == "MASTER" and lb2.holds_vip(), "lb2 takes over", [lb1, lb2], WAIT
+    )
 
     lb1.start()  # removes the VIP the killed daemon left behind, then preempts
-    wait_for(master_is(lb1, lb2), "lb1 preempts back, lb2 releases the VIP", [lb1, lb2])
+    wait_for(master_is(lb1, lb2), "lb1 preempts back, lb2 releases the VIP", [lb1, lb2], WAIT)
     assert "Entering MASTER STATE" in lb1.log.read_text()
 
 
@@ -185,7 +169,9 @@ def test_sigterm_hands_over_at_once_and_the_client_follows_the_vip(pair, tmp_pat
     assert not lb1.holds_vip()
     assert lb1.state() == "INITIALIZE"
     assert "sent priority 0" in lb1.log.read_text()
-    wait_for(lambda: lb2.state() == "MASTER" and lb2.holds_vip(), "lb2 takes over", [lb1, lb2])
+    wait_for(
+        lambda: lb2.state() == "MASTER" and lb2.holds_vip(), "lb2 takes over", [lb1, lb2], WAIT
+    )
     assert client_sees(lab, "lb2") == "lb2"
 
 
