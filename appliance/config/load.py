@@ -146,8 +146,19 @@ _VRRP: Mapping[str, v.Convert] = {
     "track_proxy": v.boolean,
     "notify": v.string,
     "state_file": v.string,
+    "hint_port": v.integer(0, 65535),
+    "name": v.matching(v.NAME, _NAME_RULE),
 }
-_SYNC: Mapping[str, v.Convert] = {"local": v.matching(v.NAME, _NAME_RULE), "bind": v.address}
+# What an [[ha.vrrp.instances]] entry never inherits from [ha.vrrp]: what tells it apart.
+_VRRP_OWN = ("vrid", "vips", "state_file", "name")
+_SYNC: Mapping[str, v.Convert] = {
+    "local": v.matching(v.NAME, _NAME_RULE),
+    "bind": v.address,
+    "tls_cert": v.string,
+    "tls_key": v.string,
+    "tls_ca": v.string,
+}
+_SYNC_TLS = ("tls_cert", "tls_key", "tls_ca")
 _PEER: Mapping[str, v.Convert] = {"name": v.matching(v.NAME, _NAME_RULE), "address": v.address}
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
@@ -409,7 +420,7 @@ class _Reader:
         at: KeyPath,
         key: str,
         spec: Mapping[str, v.Convert],
-        build: type[CookieConfig] | type[StickConfig] | type[CheckConfig] | type[VrrpConfig],
+        build: type[CookieConfig] | type[StickConfig] | type[CheckConfig],
     ) -> Any:
         """An optional sub-table whose keys all have defaults; None when absent."""
         table = self.table(section, key, at)
@@ -517,22 +528,82 @@ class _Reader:
         if section is None:
             return None
         self.fields(section, ("ha",), {}, tables=("vrrp", "sync"))
-        vrrp = self.optional(section, ("ha",), "vrrp", _VRRP, VrrpConfig)
-        if vrrp is not None:
-            self.check_advert_interval(vrrp)
+        vrrp = self.vrrp(self.table(section, "vrrp", ("ha",)))
         return HaConfig(vrrp=vrrp, sync=self.sync(self.table(section, "sync", ("ha",))))
 
-    def check_advert_interval(self, vrrp: VrrpConfig) -> None:
+    def vrrp(self, table: dict[str, Any] | None) -> VrrpConfig | None:
+        """``[ha.vrrp]``, the first virtual router, with its ``[[ha.vrrp.instances]]``."""
+        if table is None:
+            return None
+        at: KeyPath = ("ha", "vrrp")
+        found = self.fields(table, at, _VRRP, tables=("instances",))
+        self.check_advert_interval(found, table, at)
+        inherited = {key: value for key, value in found.items() if key not in _VRRP_OWN}
+        raw = table.get("instances", [])
+        if not isinstance(raw, list):
+            self.report((*at, "instances"), "expected [[ha.vrrp.instances]] tables")
+            raw = []
+        instances: list[tuple[VrrpConfig, KeyPath]] = []
+        for index, item in enumerate(raw):
+            item_at = (*at, "instances", index)
+            if not isinstance(item, dict):
+                self.report(item_at, f"expected a table, got {v.describe(item)}")
+                continue
+            own = self.fields(item, item_at, _VRRP)
+            if not self.require(own, item, item_at, "vrid", "vips"):
+                continue
+            merged = {**inherited, **own}
+            self.check_advert_interval(merged, item, item_at)
+            instances.append((VrrpConfig(**merged), item_at))
+        first = VrrpConfig(instances=tuple(config for config, _ in instances), **found)
+        self.check_instances_apart([(first, at), *instances])
+        return first
+
+    def check_advert_interval(
+        self, found: dict[str, Any], raw: dict[str, Any], at: KeyPath
+    ) -> None:
         """RFC 3768 (v2) counts whole seconds in a byte; RFC 5798 (v3) centiseconds in 12 bits."""
-        interval = vrrp.advert_interval
-        at = ("ha", "vrrp", "advert_interval")
-        if vrrp.version == 2 and not (interval.is_integer() and 1 <= interval <= 255):
-            self.report(at, "VRRP version 2 needs whole seconds between 1s and 255s")
+        defaults = VrrpConfig()
+        version = found.get("version", defaults.version)
+        interval = found.get("advert_interval", defaults.advert_interval)
+        problem = ""
+        if version == 2 and not (interval.is_integer() and 1 <= interval <= 255):
+            problem = "VRRP version 2 needs whole seconds between 1s and 255s"
         centiseconds = interval * 100
-        if vrrp.version == 3 and not (
+        if version == 3 and not (
             abs(centiseconds - round(centiseconds)) < 1e-6 and 1 <= round(centiseconds) <= 4095
         ):
-            self.report(at, "VRRP version 3 needs a multiple of 10ms between 10ms and 40950ms")
+            problem = "VRRP version 3 needs a multiple of 10ms between 10ms and 40950ms"
+        if problem and "advert_interval" not in raw and len(at) > 2:
+            problem += f" (it inherits {interval:g}s from [ha.vrrp]; set it here)"
+        if problem:
+            self.report((*at, "advert_interval"), problem)
+
+    def check_instances_apart(self, instances: list[tuple[VrrpConfig, KeyPath]]) -> None:
+        """Two virtual routers may share neither VRID (per interface and version), VIP,
+        name nor state file: the wire, the addresses and the console would mix them up."""
+        seen: dict[object, KeyPath] = {}
+
+        def claim(key: object, at: KeyPath, field: str, what: str, hint: str = "") -> bool:
+            owner = seen.setdefault(key, at)
+            if owner == at:
+                return True
+            where = "[ha.vrrp]" if len(owner) == 2 else format_key(owner)
+            line = self.lines.of(owner)
+            self.report((*at, field), f"{what} is already used by {where} (line {line}){hint}")
+            return False
+
+        for config, at in instances:
+            for vip in config.vips:
+                address = vip.split("/")[0]
+                claim(("vip", address), at, "vips", f"VIP {address}")
+            vrid = f"VRID {config.vrid} (VRRPv{config.version} on {config.interface})"
+            if not claim(("vrid", config.interface, config.version, config.vrid), at, "vrid", vrid):
+                continue  # its default name and state file clash too: one mistake, one line
+            name, path = config.instance_name(), config.state_path()
+            hint = "; set name to tell them apart"
+            if claim(("name", name), at, "name", f"name {name}", hint):
+                claim(("state", path), at, "state_file", f"state file {path}")
 
     def sync(self, section: dict[str, Any] | None) -> SyncConfig | None:
         if section is None:
@@ -562,9 +633,26 @@ class _Reader:
                 )
             names.add(peer_found["name"])
             peers.append(SyncPeer(**peer_found))
+        self.check_sync_tls(found, at)
         if not self.require(found, section, at, "local", "bind"):
             return None
         return SyncConfig(peers=tuple(peers), **found)
+
+    def check_sync_tls(self, found: dict[str, Any], at: KeyPath) -> None:
+        """TLS between peers needs all of certificate, key and CA, each a readable file."""
+        given = [key for key in _SYNC_TLS if found.get(key)]
+        if given and len(given) < len(_SYNC_TLS):
+            for key in _SYNC_TLS:
+                if key not in given:
+                    self.report(
+                        (*at, key), f"required with {', '.join(given)} (mutual TLS needs all three)"
+                    )
+        for key in given:
+            try:
+                with open(found[key], "rb"):
+                    pass
+            except OSError as error:
+                self.report((*at, key), f"cannot read {found[key]}: {error.strerror or error}")
 
 
 _DEFAULT_OF = {"id": "position", "cookie": "name"}

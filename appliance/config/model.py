@@ -163,6 +163,22 @@ class VrrpConfig:
     track_proxy: bool = True
     notify: str = ""  # script called on every transition (keepalived's notify); "": none
     state_file: str = ""  # JSON state for the console; "": /run/weir/vrrp-<vrid>.json
+    hint_port: int = 0  # TCP port of the takeover hint between the daemons; 0: off
+    name: str = ""  # instance name in logs, notify calls and the state file; "": VI_<vrid>
+    # [[ha.vrrp.instances]]: the other virtual routers of this daemon, each complete (the
+    # keys it does not set are inherited from [ha.vrrp]); their own ``instances`` are empty.
+    instances: tuple[VrrpConfig, ...] = ()
+
+    def all_instances(self) -> tuple[VrrpConfig, ...]:
+        """Every virtual router the daemon runs: ``[ha.vrrp]`` first, then its instances."""
+        return (self, *self.instances)
+
+    def instance_name(self) -> str:
+        return self.name or f"VI_{self.vrid}"
+
+    def state_path(self) -> str:
+        """The state file: ``state_file``, else /run/weir/vrrp-<vrid or name>.json."""
+        return self.state_file or f"/run/weir/vrrp-{self.name or self.vrid}.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +186,14 @@ class SyncConfig:
     local: str
     bind: Address
     peers: tuple[SyncPeer, ...] = ()
+    # Mutual TLS between peers: all three set, or none (plain TCP, as HAProxy's default).
+    tls_cert: str = ""  # this node's certificate chain (PEM), shown to the peers
+    tls_key: str = ""  # its private key (PEM)
+    tls_ca: str = ""  # CA certificates (PEM) that a peer's certificate must be signed by
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
 
 @dataclass(frozen=True, slots=True)

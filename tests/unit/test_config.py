@@ -672,6 +672,83 @@ def test_vrrp_addresses_are_checked_item_by_item() -> None:
     ]
 
 
+def test_vrrp_instances_inherit_from_ha_vrrp_except_what_tells_them_apart() -> None:
+    source = """
+        [ha.vrrp]
+        interface = "eth0"
+        vrid = 51
+        priority = 150
+        advert_interval = "100ms"
+        vips = ["198.18.0.100/24"]
+        notify = "/etc/weir/notify.sh"
+        name = "front"
+        hint_port = 7999
+
+        [[ha.vrrp.instances]]
+        vrid = 52
+        version = 2
+        advert_interval = "1s"
+        vips = ["198.18.0.101/24"]
+    """
+    vrrp = load_text(text(source)).ha.vrrp  # type: ignore[union-attr]
+    assert vrrp is not None
+    first, second = vrrp.all_instances()
+    assert first is vrrp and len(vrrp.instances) == 1
+    assert (second.interface, second.priority, second.notify, second.hint_port) == (
+        "eth0",
+        150,
+        "/etc/weir/notify.sh",
+        7999,
+    )
+    assert (second.vrid, second.version, second.advert_interval) == (52, 2, 1.0)
+    assert (first.instance_name(), first.state_path()) == ("front", "/run/weir/vrrp-front.json")
+    assert (second.instance_name(), second.state_path()) == ("VI_52", "/run/weir/vrrp-52.json")
+
+
+def test_vrrp_instances_may_share_nothing_that_tells_them_apart() -> None:
+    source = """
+        [ha.vrrp]
+        vrid = 51
+        advert_interval = "100ms"
+        vips = ["198.18.0.100/24"]
+        [[ha.vrrp.instances]]
+        vrid = 51
+        vips = ["198.18.0.100/24"]
+        [[ha.vrrp.instances]]
+        vrid = 51
+        version = 2
+        vips = ["198.18.0.102/24"]
+        [[ha.vrrp.instances]]
+        vrid = 53
+        vips = ["198.18.0.103/24"]
+        state_file = "/run/weir/vrrp-51.json"
+        [[ha.vrrp.instances]]
+        priority = 3
+        hint_port = 70000
+    """
+    assert errors(source) == [
+        "weir.toml:6: ha.vrrp.instances[0].vrid: VRID 51 (VRRPv3 on eth1) is already used "
+        "by [ha.vrrp] (line 1)",
+        "weir.toml:7: ha.vrrp.instances[0].vips: VIP 198.18.0.100 is already used "
+        "by [ha.vrrp] (line 1)",
+        "weir.toml:8: ha.vrrp.instances[1].advert_interval: VRRP version 2 needs whole "
+        "seconds between 1s and 255s (it inherits 0.1s from [ha.vrrp]; set it here)",
+        "weir.toml:8: ha.vrrp.instances[1].name: name VI_51 is already used by [ha.vrrp] "
+        "(line 1); set name to tell them apart",
+        "weir.toml:15: ha.vrrp.instances[2].state_file: state file /run/weir/vrrp-51.json "
+        "is already used by [ha.vrrp] (line 1)",
+        "weir.toml:16: ha.vrrp.instances[3].vrid: required key is missing",
+        "weir.toml:16: ha.vrrp.instances[3].vips: required key is missing",
+        "weir.toml:18: ha.vrrp.instances[3].hint_port: must be between 0 and 65535; got 70000",
+    ]
+
+
+def test_vrrp_instances_must_be_tables() -> None:
+    assert errors("[ha.vrrp]\ninstances = [1]\n") == [
+        "weir.toml:2: ha.vrrp.instances[0]: expected a table, got integer 1"
+    ]
+
+
 def test_sync_peers_need_unique_names() -> None:
     source = '[ha.sync]\nlocal = "lb1"\nbind = "0.0.0.0:7777"\n'
     source += 'peers = [{ name = "lb1", address = "10.0.0.1:7777" }]\n'
