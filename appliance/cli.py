@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         from ha.vrrp.daemon import run_ha
 
-        return run_ha(vrrp)
+        return run_ha(config)
     if args.command == "lab":
         from ha.lab import run_command
 

@@ -34,6 +34,22 @@ during ``preempt_delay`` after startup or fault recovery, as keepalived) it acce
 master. Priority 255 (the address owner) goes master at once. On shutdown a master sends
 priority 0, and a backup hearing priority 0 takes over after Skew_Time instead of
 Master_Down_Interval.
+
+Two master rules follow keepalived rather than the RFC, to heal a split brain (two masters
+while the link between them was cut) for the clients too, not only for the election:
+
+- a master that hears a lower priority (or its own priority from a lower address) answers
+  with an advertisement and gratuitous ARPs, since clients may have followed the other
+  master's ARPs (keepalived's default, ``garp_lower_prio_repeat``); the ARPs at most once
+  per ``LOWER_PRIORITY_GARP_HOLD``;
+- a master that steps down for a higher priority first sends one advertisement with its own
+  priority (keepalived's ``higher_prio_send_advert``), so that the winner hears a lower
+  priority and sends its ARPs even when its advertisement reached the loser first.
+
+The takeover hint (``MasterHintLost``): the daemon keeps a TCP connection to the master's
+daemon; when the kernel closes it (the master's process died), a backup shortens its
+Master_Down timer to one advertisement interval plus Skew_Time from then. It takes over only
+if that advertisement does not come either: never on the hint alone.
 """
 
 from __future__ import annotations
@@ -59,6 +75,10 @@ class Timer(enum.Enum):
     MASTER_DOWN = "master down"
     ADVERT = "advert"
     PREEMPT_DELAY = "preempt delay"
+    GARP_HOLD = "gratuitous ARP hold"
+
+
+LOWER_PRIORITY_GARP_HOLD = 2.0  # seconds between two ARP bursts answering lower priorities
 
 
 class ProtocolError(RuntimeError):
@@ -107,6 +127,13 @@ class FaultCleared:
 
 
 @dataclass(frozen=True, slots=True)
+class MasterHintLost:
+    """The TCP connection to the daemon at ``source`` closed: that master may have died."""
+
+    source: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
 class PriorityChanged:
     """Tracking moved our priority (1..254; ownership is configuration, not tracking)."""
 
@@ -122,6 +149,7 @@ Event = (
     | Fault
     | FaultCleared
     | PriorityChanged
+    | MasterHintLost
 )
 
 
@@ -171,6 +199,7 @@ class Notify:
 class Discard:
     """An advertisement dropped by a rule that needs our configuration (count and log it)."""
 
+    kind: str  # the drop counter
     reason: str
 
 
@@ -204,6 +233,9 @@ class _Input(enum.Enum):
     FAULT_CLEARED = "fault cleared"
     FAULT_CLEARED_OWNER = "fault cleared, address owner"
     PRIORITY_CHANGED = "priority changed"
+    GARP_HOLD_EXPIRED = "gratuitous ARP hold expired"
+    HINT_LOST = "connection to the master's daemon lost"
+    HINT_LOST_OTHER = "connection to a daemon that is not our master lost"
 
 
 _ADVERTS = (
@@ -218,6 +250,7 @@ _TIMER_INPUTS = {
     Timer.MASTER_DOWN: _Input.MASTER_DOWN_EXPIRED,
     Timer.ADVERT: _Input.ADVERT_EXPIRED,
     Timer.PREEMPT_DELAY: _Input.PREEMPT_DELAY_EXPIRED,
+    Timer.GARP_HOLD: _Input.GARP_HOLD_EXPIRED,
 }
 
 
@@ -254,6 +287,8 @@ class VirtualRouter:
         self.reason = "not started"  # why the current state was entered
         self.master_adver_interval = advert_interval
         self.preempt_held = False  # True while preempt_delay holds preemption back
+        self.garp_held = False  # True while LOWER_PRIORITY_GARP_HOLD runs
+        self.down_shortened = False  # Master_Down already cut short (priority 0 or a hint)
         self.last_master: IPv4Address | None = None
 
     @classmethod
@@ -325,6 +360,8 @@ class VirtualRouter:
                 if not 1 <= priority < OWNER_PRIORITY:
                     raise ValueError(f"VRID {self.vrid}: tracked priority {priority}, not 1..254")
                 return _Input.PRIORITY_CHANGED
+            case MasterHintLost(source=source):
+                return _Input.HINT_LOST if source == self.last_master else _Input.HINT_LOST_OTHER
         raise TypeError(f"not a VRRP event: {event!r}")
 
     @property
@@ -344,6 +381,7 @@ class VirtualRouter:
 
     def _become_backup(self, actions: list[Action]) -> None:
         self.master_adver_interval = self.advert_interval
+        self.down_shortened = False
         actions.append(StartTimer(Timer.MASTER_DOWN, self.master_down_interval))
 
     def _hold_preemption(self, actions: list[Action]) -> None:
@@ -382,8 +420,15 @@ class VirtualRouter:
         self._stop_backup_timers(actions)
         return "shutdown"
 
+    def _leave_master(self, actions: list[Action], *, priority: int) -> None:
+        """Stop advertising after one last advertisement with ``priority``; drop the VIPs."""
+        actions += [StopTimer(Timer.ADVERT), SendAdvertisement(priority), RemoveVips()]
+        if self.garp_held:
+            self.garp_held = False
+            actions.append(StopTimer(Timer.GARP_HOLD))
+
     def _on_master_shutdown(self, event: Event, actions: list[Action]) -> str:
-        actions += [StopTimer(Timer.ADVERT), SendAdvertisement(0), RemoveVips()]
+        self._leave_master(actions, priority=0)
         if self.preempt_held:
             self.preempt_held = False
             actions.append(StopTimer(Timer.PREEMPT_DELAY))
@@ -401,6 +446,7 @@ class VirtualRouter:
         return f"no advertisement from a master for {interval:.3f}s"
 
     def _on_backup_advert_zero(self, event: Event, actions: list[Action]) -> str:
+        self.down_shortened = True
         actions.append(StartTimer(Timer.MASTER_DOWN, self.skew_time))
         return ""
 
@@ -408,6 +454,7 @@ class VirtualRouter:
         if self.version == 3:
             self.master_adver_interval = event.interval
         self.last_master = event.source
+        self.down_shortened = False
         actions.append(StartTimer(Timer.MASTER_DOWN, self.master_down_interval))
 
     def _on_backup_advert(self, event: Event, actions: list[Action]) -> str:
@@ -424,7 +471,8 @@ class VirtualRouter:
 
     def _on_master_advert_higher(self, event: Event, actions: list[Action]) -> str:
         assert isinstance(event, AdvertisementReceived)
-        actions += [StopTimer(Timer.ADVERT), RemoveVips()]
+        # Our own priority once more: the winner hears a lower one and refreshes ARP caches.
+        self._leave_master(actions, priority=self.priority)
         self._accept_master(event, actions)
         return (
             f"higher priority advertisement from {event.source} "
@@ -435,8 +483,9 @@ class VirtualRouter:
         assert isinstance(event, AdvertisementReceived)
         actions.append(
             Discard(
+                "interval mismatch",
                 f"advertisement from {event.source} with interval {event.interval:g}s, "
-                f"ours is {self.advert_interval:g}s (VRRPv2 needs them equal)"
+                f"ours is {self.advert_interval:g}s (VRRPv2 needs them equal)",
             )
         )
         return ""
@@ -452,6 +501,31 @@ class VirtualRouter:
         self.preempt_held = False
         return ""
 
+    def _on_master_advert_lower(self, event: Event, actions: list[Action]) -> str:
+        # Another master (a split brain ending): outrank it now and win the clients back.
+        actions.append(SendAdvertisement(self.priority))
+        if not self.garp_held:
+            self.garp_held = True
+            actions += [
+                SendGratuitousArps(),
+                StartTimer(Timer.GARP_HOLD, LOWER_PRIORITY_GARP_HOLD),
+            ]
+        return ""
+
+    def _on_garp_hold_expired(self, event: Event, actions: list[Action]) -> str:
+        self.garp_held = False
+        return ""
+
+    def _on_hint_lost(self, event: Event, actions: list[Action]) -> str:
+        # The master's process is gone, or so the kernel says: wait for one advertisement
+        # (and our skew) instead of three; if it comes, the usual timer is back. A timer
+        # already cut short (the master said priority 0 before exiting) stays as it is.
+        if not self.down_shortened:
+            self.down_shortened = True
+            delay = self.master_adver_interval + self.skew_time
+            actions.append(StartTimer(Timer.MASTER_DOWN, delay))
+        return ""
+
     def _on_backup_fault(self, event: Event, actions: list[Action]) -> str:
         assert isinstance(event, Fault)
         actions.append(StopTimer(Timer.MASTER_DOWN))
@@ -461,7 +535,7 @@ class VirtualRouter:
         assert isinstance(event, Fault)
         # Priority 0 lets the peer take over at once when the link still works (a tracked
         # proxy failed); with the link down the send fails and the peer times out instead.
-        actions += [StopTimer(Timer.ADVERT), SendAdvertisement(0), RemoveVips()]
+        self._leave_master(actions, priority=0)
         return f"fault: {event.reason}"
 
     def _on_initialize_fault(self, event: Event, actions: list[Action]) -> str:
@@ -505,12 +579,14 @@ _TABLE: dict[tuple[State, _Input], tuple[_Handler, State]] = {
     (_S.BACKUP, _I.FAULT_CLEARED): (_V._ignore, _S.BACKUP),
     (_S.BACKUP, _I.FAULT_CLEARED_OWNER): (_V._ignore, _S.BACKUP),
     (_S.BACKUP, _I.PRIORITY_CHANGED): (_V._on_priority_changed, _S.BACKUP),
+    (_S.BACKUP, _I.HINT_LOST): (_V._on_hint_lost, _S.BACKUP),
     (_S.MASTER, _I.SHUTDOWN): (_V._on_master_shutdown, _S.INITIALIZE),
     (_S.MASTER, _I.ADVERT_EXPIRED): (_V._on_advert_timer, _S.MASTER),
     (_S.MASTER, _I.ADVERT_ZERO): (_V._on_advert_timer, _S.MASTER),
     (_S.MASTER, _I.ADVERT_HIGHER): (_V._on_master_advert_higher, _S.BACKUP),
-    (_S.MASTER, _I.ADVERT_EQUAL): (_V._ignore, _S.MASTER),
-    (_S.MASTER, _I.ADVERT_LOWER): (_V._ignore, _S.MASTER),
+    (_S.MASTER, _I.ADVERT_EQUAL): (_V._on_master_advert_lower, _S.MASTER),
+    (_S.MASTER, _I.ADVERT_LOWER): (_V._on_master_advert_lower, _S.MASTER),
+    (_S.MASTER, _I.GARP_HOLD_EXPIRED): (_V._on_garp_hold_expired, _S.MASTER),
     (_S.MASTER, _I.ADVERT_BAD_INTERVAL): (_V._on_v2_interval_mismatch, _S.MASTER),
     (_S.MASTER, _I.PREEMPT_DELAY_EXPIRED): (_V._on_preempt_delay_expired, _S.MASTER),
     (_S.MASTER, _I.FAULT): (_V._on_master_fault, _S.FAULT),
@@ -528,3 +604,7 @@ _TABLE: dict[tuple[State, _Input], tuple[_Handler, State]] = {
 for _state in (_S.INITIALIZE, _S.FAULT):
     for _advert in _ADVERTS:
         _TABLE[_state, _advert] = (_V._ignore, _state)
+# A hint is only a hint: it matters to a backup about its own master, and to nobody else.
+for _state in _S:
+    _TABLE[_state, _I.HINT_LOST_OTHER] = (_V._ignore, _state)
+    _TABLE.setdefault((_state, _I.HINT_LOST), (_V._ignore, _state))

@@ -44,7 +44,12 @@ _V2_AUTH_DATA = bytes(8)
 
 
 class BadPacket(ValueError):
-    """A received packet that is dropped; ``reason`` says why, for the log and counters."""
+    """A received packet that is dropped; ``reason`` says why, for the log and counters.
+
+    ``kind`` names the problem in the drop counters (the state file's ``drops``).
+    """
+
+    kind = "bad packet"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -54,49 +59,73 @@ class BadPacket(ValueError):
 class ShortPacket(BadPacket):
     """Fewer bytes than the fixed header."""
 
+    kind = "short packet"
+
 
 class UnsupportedVersion(BadPacket):
     """A version other than 2 or 3."""
+
+    kind = "unsupported version"
 
 
 class WrongVersion(BadPacket):
     """A valid version, but not the one this virtual router speaks."""
 
+    kind = "wrong version"
+
 
 class WrongType(BadPacket):
     """A type other than 1 (advertisement), the only one defined."""
+
+    kind = "wrong type"
 
 
 class LengthMismatch(BadPacket):
     """The length disagrees with the count of addresses."""
 
+    kind = "length mismatch"
+
 
 class BadChecksum(BadPacket):
     """The checksum does not verify in the configured dialect."""
+
+    kind = "bad checksum"
 
 
 class BadInterval(BadPacket):
     """An advertisement interval of zero."""
 
+    kind = "bad interval"
+
 
 class BadVrid(BadPacket):
     """VRID 0, outside 1..255."""
+
+    kind = "bad VRID"
 
 
 class UnsupportedAuthType(BadPacket):
     """A v2 authentication type other than 0 (RFC 3768 removed the others)."""
 
+    kind = "unsupported auth type"
+
 
 class BadIpHeader(BadPacket):
     """An IPv4 header that cannot be parsed."""
+
+    kind = "bad IP header"
 
 
 class BadTtl(BadPacket):
     """A TTL other than 255: the packet may come from off the link."""
 
+    kind = "wrong TTL"
+
 
 class WrongProtocol(BadPacket):
     """An IP protocol other than 112."""
+
+    kind = "wrong protocol"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,40 +1,39 @@
 """``weir ha`` against the real keepalived on the wire, VRRPv3 and VRRPv2, both directions.
 
 In one lab, keepalived (Debian's, 2.2.7 here) runs in lb1's namespace and ``weir ha`` in
-lb2's; both speak for VRID 51 and 198.18.0.100/24 on eth0. Each scenario checks who holds
-the VIP with ``ip -n NS addr``, kills the master with -9 (keepalived: its VRRP child and
-its parent), checks that the other side takes the VIP, restarts the killed side and
-checks that it preempts back. keepalived's state is read from its console log (``-l``),
-Weir's from its state file. v3 runs at 100 ms (keepalived accepts a fractional
-``advert_int`` only in v3), v2 at keepalived's 1 s, where Master_Down_Interval is ~3.6 s.
-At the end of each test keepalived's log must show no rejected advertisement and Weir's
-drop counters (state file, written at SIGTERM) must be empty.
+lb2's. Each election scenario (VRID 51, 198.18.0.100/24 on eth0) checks who holds the VIP
+with ``ip -n NS addr``, kills the master with -9 (keepalived: its VRRP child and its
+parent), checks that the other side takes the VIP, restarts the killed side and checks
+that it preempts back. keepalived's state is read from its console log (``-l``), Weir's
+from its state files. v3 runs at 100 ms (keepalived accepts a fractional ``advert_int``
+only in v3), v2 at keepalived's 1 s, where Master_Down_Interval is ~3.6 s. At the end of
+each test keepalived's log must show no rejected advertisement and Weir's drop counters
+(state files, written at SIGTERM) must be empty.
 
-In v3, a steady run with no transition on either side, then a split brain: lb2's bridge
+The steady run: both daemons run two virtual routers at once, VRID 51 in VRRPv3 at 100 ms
+(keepalived master) and VRID 52 in VRRPv2 at 1 s (Weir master), so that one 60-second
+window shows no transition on either side, in both versions and both directions (the
+issue's "no flapping over a 60-second steady run"). Then a split brain in v3: lb2's bridge
 port is detached with the carrier kept (``Lab.link_down(keep_carrier=True)``), both sides
 become MASTER with the VIP, and after ``link_up`` exactly one MASTER (the higher priority)
-remains. The issue asks for a 60-second run without flapping; here the steady window is
-10 s to keep the suite short. The issue's "within 3 advertisement intervals" is not timed
-here: every wait has the same bound (takeover times belong in bench/).
+remains. Its timing is measured in test_vrrp_lab.py, between two Weir nodes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ha.lab import Lab, LabError, check_environment
-from tests.lab.vrrp import master_is, wait_for
+from ha.lab import Lab
+from tests.lab.vrrp import SKIP_REASON as LAB_SKIP_REASON
+from tests.lab.vrrp import VIP, Vr, VrrpNode, WeirNode, addresses, lab_fixture, master_is, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -45,132 +44,46 @@ if not os.path.exists(KEEPALIVED):
 elif os.geteuid() != 0:
     SKIP_REASON = "keepalived interop: needs root (network namespaces, raw sockets)"
 else:
-    try:
-        check_environment()
-        SKIP_REASON = ""
-    except LabError as exc:
-        SKIP_REASON = f"keepalived interop: {exc}"
+    SKIP_REASON = LAB_SKIP_REASON and f"keepalived interop: {LAB_SKIP_REASON}"
 
-VIP = "198.18.0.100"
-VRID = 51
+VIP2 = "198.18.0.101"
 HIGH, LOW = 150, 100
-STEADY = 10.0  # seconds without a transition (the issue's run is 60 s; see the docstring)
-# (advert interval in seconds, bound on every wait in seconds) per VRRP version
-TIMING = {3: (0.1, 10.0), 2: (1, 20.0)}
+STEADY = 60.0  # seconds without a transition
+# (advert interval, bound on every wait in seconds) per VRRP version
+TIMING = {3: ("100ms", 10.0), 2: ("1s", 20.0)}
 
-_STATE_RE = re.compile(r"\(VI_51\) Entering (MASTER|BACKUP|FAULT) STATE")
-
-
-def addresses(lab: Lab, host: str) -> set[str]:
-    out = subprocess.run(
-        ["ip", "-j", "-n", lab.ns(host), "-4", "addr", "show", "dev", "eth0"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {a["local"] for link in json.loads(out.stdout) for a in link["addr_info"]}
+_STATE_RE = re.compile(r"\(VI_(\d+)\) Entering (MASTER|BACKUP|FAULT) STATE")
 
 
-class Side:
-    """One VRRP speaker in a lab namespace; ``start``/``kill`` and its observed state."""
+def seconds(interval: str) -> float:
+    return float(interval[:-2]) / 1000 if interval.endswith("ms") else float(interval[:-1])
 
-    host: str
-    log: Path
-    proc: subprocess.Popen[Any] | None = None
 
-    def __init__(self, lab: Lab, host: str, workdir: Path, priority: int, version: int) -> None:
-        self.lab, self.host, self.workdir = lab, host, workdir
-        self.priority, self.version = priority, version
-        self.interval = TIMING[version][0]
+class Keepalived:
+    """keepalived in a lab namespace, one ``vrrp_instance VI_<vrid>`` per ``Vr``."""
+
+    def __init__(self, lab: Lab, host: str, workdir: Path, routers: Sequence[Vr]) -> None:
+        self.lab, self.host, self.routers = lab, host, list(routers)
         self.log = workdir / f"{host}.log"
-        self.runs = 0
-
-    def holds_vip(self) -> bool:
-        return VIP in addresses(self.lab, self.host)
-
-    def state(self) -> str | None:
-        raise NotImplementedError
-
-    def transitions(self) -> int:
-        raise NotImplementedError
-
-    def kill(self) -> None:
-        raise NotImplementedError
-
-
-class Weir(Side):
-    def __init__(self, lab: Lab, host: str, workdir: Path, priority: int, version: int) -> None:
-        super().__init__(lab, host, workdir, priority, version)
-        self.state_file = workdir / f"{host}.json"
-        self.config = workdir / f"{host}.toml"
-        interval = "100ms" if version == 3 else "1s"
-        self.config.write_text(
-            "[ha.vrrp]\n"
-            'interface = "eth0"\n'
-            f"vrid = {VRID}\n"
-            f"priority = {priority}\n"
-            f"version = {version}\n"
-            f'advert_interval = "{interval}"\n'
-            f'vips = ["{VIP}/24"]\n'
-            f'state_file = "{self.state_file}"\n'
-        )
-
-    def start(self) -> None:
-        self.state_file.unlink(missing_ok=True)
-        self.runs += 1
-        with self.log.open("a") as log:
-            log.write(f"=== weir ha run {self.runs}\n")
-            log.flush()
-            self.proc = self.lab.popen(
-                self.host,
-                [sys.executable, "-m", "appliance.cli", "ha", "-c", str(self.config)],
-                stdout=log,
-                stderr=log,
-            )
-
-    def state(self) -> str | None:
-        try:
-            return json.loads(self.state_file.read_text())["state"]
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    def transitions(self) -> int:
-        return self.log.read_text().count("Entering ")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=5)
-
-    def stop_and_drops(self) -> dict[str, int]:
-        """SIGTERM; the drop counters of the state file written at exit."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=10) == 0
-        return json.loads(self.state_file.read_text())["drops"]
-
-
-class Keepalived(Side):
-    def __init__(self, lab: Lab, host: str, workdir: Path, priority: int, version: int) -> None:
-        super().__init__(lab, host, workdir, priority, version)
         self.config = workdir / "keepalived.conf"
         self.pidfile = workdir / "keepalived.pid"
         self.vrrp_pidfile = workdir / "keepalived-vrrp.pid"
-        self.config.write_text(
-            "global_defs {\n"
-            "    router_id weir_interop\n"
-            f"    vrrp_version {version}\n"
-            "}\n"
-            f"vrrp_instance VI_{VRID} {{\n"
+        self.proc: Any = None
+        self.runs = 0
+        instances = [
+            f"vrrp_instance VI_{vr.vrid} {{\n"
             "    state BACKUP\n"
             "    interface eth0\n"
-            f"    virtual_router_id {VRID}\n"
-            f"    priority {priority}\n"
-            f"    advert_int {self.interval}\n"
-            "    virtual_ipaddress {\n"
-            f"        {VIP}/24\n"
-            "    }\n"
+            f"    version {vr.version}\n"
+            f"    virtual_router_id {vr.vrid}\n"
+            f"    priority {vr.priority}\n"
+            f"    advert_int {seconds(vr.interval):g}\n"
+            f"    virtual_ipaddress {{\n        {vr.vip}/24\n    }}\n"
             "}\n"
+            for vr in self.routers
+        ]
+        self.config.write_text(
+            "global_defs {\n    router_id weir_interop\n}\n" + "".join(instances)
         )
         self._offset = 0  # where the current run's log starts
 
@@ -191,9 +104,13 @@ class Keepalived(Side):
             log.seek(self._offset)
             return log.read()
 
-    def state(self) -> str | None:
-        states = _STATE_RE.findall(self._run_log())
+    def state(self, vrid: int | None = None) -> str | None:
+        vrid = vrid or self.routers[0].vrid
+        states = [s for v, s in _STATE_RE.findall(self._run_log()) if int(v) == vrid]
         return states[-1] if states else None
+
+    def holds_vip(self, vip: str = VIP) -> bool:
+        return vip in addresses(self.lab, self.host)
 
     def transitions(self) -> int:
         return len(_STATE_RE.findall(self.log.read_text()))
@@ -210,6 +127,8 @@ class Keepalived(Side):
             time.sleep(0.02)
 
 
+Side = Keepalived | WeirNode
+
 # what keepalived logs when it rejects an advertisement (checksum, interval, addresses, ...);
 # "received lower priority (100) advert ... - discarding" is the protocol (a preempting
 # backup ignores a lower master), not a rejection
@@ -219,38 +138,38 @@ _KEEPALIVED_REJECTS = re.compile(
 )
 
 
-def check_both_understood_each_other(keepalived: Side, weir: Side) -> None:
+def check_both_understood_each_other(keepalived: Keepalived, weir: WeirNode) -> None:
     """Nothing either side received from the other was rejected."""
-    assert isinstance(weir, Weir)
     rejects = [
         line
         for line in keepalived.log.read_text().splitlines()
         if _KEEPALIVED_REJECTS.search(line) and _KEEPALIVED_LOWER not in line
     ]
     assert not rejects, "keepalived rejected packets:\n" + "\n".join(rejects)
-    assert weir.stop_and_drops() == {}, weir.log.read_text()
+    assert weir.stop() == 0
+    for vr in weir.routers:
+        status = weir.status(vr.vrid)  # written at exit
+        assert status is not None and status["drops"] == {}, weir.log.read_text()
 
 
-@pytest.fixture
-def lab(tmp_path) -> Iterator[Lab]:
-    if SKIP_REASON:
-        pytest.skip(SKIP_REASON)
-    lab = Lab("wk", state_path=tmp_path / "lab.json")
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()  # stops every process started in it, then removes the namespaces
+lab = lab_fixture("wk", SKIP_REASON)
 
 
 def pair(lab: Lab, tmp_path: Path, version: int, weir_master: bool) -> tuple[Side, Side]:
     """(master, backup) by priority: keepalived on lb1, Weir on lb2, both started."""
     weir_prio, ka_prio = (HIGH, LOW) if weir_master else (LOW, HIGH)
-    keepalived = Keepalived(lab, "lb1", tmp_path, ka_prio, version)
-    weir = Weir(lab, "lb2", tmp_path, weir_prio, version)
+    interval = TIMING[version][0]
+    keepalived = Keepalived(lab, "lb1", tmp_path, [Vr(51, ka_prio, VIP, version, interval)])
+    weir = WeirNode(lab, "lb2", tmp_path, [Vr(51, weir_prio, VIP, version, interval)])
     keepalived.start()
     weir.start()
     return (weir, keepalived) if weir_master else (keepalived, weir)
+
+
+def by_kind(sides: Sequence[Side]) -> tuple[Keepalived, WeirNode]:
+    [keepalived] = [s for s in sides if isinstance(s, Keepalived)]
+    [weir] = [s for s in sides if isinstance(s, WeirNode)]
+    return keepalived, weir
 
 
 @pytest.mark.parametrize("weir_master", [True, False], ids=["weir-master", "keepalived-master"])
@@ -260,7 +179,7 @@ def test_election_takeover_and_preemption_with_keepalived(
 ) -> None:
     bound = TIMING[version][1]
     master, backup = pair(lab, tmp_path, version, weir_master)
-    sides = [master, backup]
+    sides: list[VrrpNode] = [master, backup]
     wait_for(master_is(master, backup), f"{master.host} MASTER, {backup.host} BACKUP", sides, bound)
 
     master.kill()
@@ -273,23 +192,48 @@ def test_election_takeover_and_preemption_with_keepalived(
 
     master.start()  # both clean up a VIP the killed daemon left behind, then preempt
     wait_for(master_is(master, backup), f"{master.host} preempts back", sides, bound)
-    check_both_understood_each_other(*sorted(sides, key=lambda s: isinstance(s, Weir)))
+    check_both_understood_each_other(*by_kind([master, backup]))
+
+
+def test_sixty_seconds_without_a_transition_in_v3_and_v2_at_once(lab: Lab, tmp_path: Path) -> None:
+    # keepalived masters VRID 51 (v3, 100 ms), Weir masters VRID 52 (v2, 1 s).
+    fast, slow = TIMING[3][0], TIMING[2][0]
+    keepalived = Keepalived(
+        lab, "lb1", tmp_path, [Vr(51, HIGH, VIP, 3, fast), Vr(52, LOW, VIP2, 2, slow)]
+    )
+    weir = WeirNode(lab, "lb2", tmp_path, [Vr(51, LOW, VIP, 3, fast), Vr(52, HIGH, VIP2, 2, slow)])
+    keepalived.start()
+    weir.start()
+    sides: list[VrrpNode] = [keepalived, weir]
+
+    def steady() -> bool:
+        return (
+            keepalived.state(51) == "MASTER"
+            and keepalived.holds_vip(VIP)
+            and weir.state(51) == "BACKUP"
+            and not weir.holds_vip(VIP)
+            and weir.state(52) == "MASTER"
+            and weir.holds_vip(VIP2)
+            and keepalived.state(52) == "BACKUP"
+            and not keepalived.holds_vip(VIP2)
+        )
+
+    wait_for(steady, "keepalived MASTER of 51, Weir MASTER of 52", sides, TIMING[2][1])
+    before = [s.transitions() for s in (keepalived, weir)]
+    time.sleep(STEADY)
+    after = [s.transitions() for s in (keepalived, weir)]
+    assert after == before, f"transitions during the steady run: {before} -> {after}"
+    assert steady()
+    check_both_understood_each_other(keepalived, weir)
 
 
 @pytest.mark.parametrize("weir_master", [True, False], ids=["weir-master", "keepalived-master"])
-def test_no_flapping_then_split_brain_heals_with_keepalived(
-    lab: Lab, tmp_path: Path, weir_master: bool
-) -> None:
+def test_split_brain_heals_with_keepalived(lab: Lab, tmp_path: Path, weir_master: bool) -> None:
     version = 3
     bound = TIMING[version][1]
     master, backup = pair(lab, tmp_path, version, weir_master)
-    sides = [master, backup]
+    sides: list[VrrpNode] = [master, backup]
     wait_for(master_is(master, backup), f"{master.host} MASTER, {backup.host} BACKUP", sides, bound)
-
-    before = [s.transitions() for s in sides]
-    time.sleep(STEADY)
-    assert [s.transitions() for s in sides] == before, "transitions during the steady run"
-    assert master_is(master, backup)()
 
     lab.link_down(backup.host, keep_carrier=True)  # a silent partition: both elect themselves
     wait_for(
@@ -300,4 +244,4 @@ def test_no_flapping_then_split_brain_heals_with_keepalived(
     )
     lab.link_up(backup.host)
     wait_for(master_is(master, backup), "exactly one MASTER after the link is back", sides, bound)
-    check_both_understood_each_other(*sorted(sides, key=lambda s: isinstance(s, Weir)))
+    check_both_understood_each_other(*by_kind([master, backup]))

@@ -20,6 +20,7 @@ from ha.vrrp.machine import (
     Discard,
     Fault,
     FaultCleared,
+    MasterHintLost,
     Notify,
     PriorityChanged,
     ProtocolError,
@@ -65,6 +66,14 @@ def owner(**kw) -> VirtualRouter:
     r = router(priority=255, **kw)
     r.handle(Startup())
     assert r.state is State.MASTER
+    return r
+
+
+def master_after_lower(**kw) -> VirtualRouter:
+    """A master that has just answered a lower priority (its ARP hold runs)."""
+    r = master(**kw)
+    r.handle(advert(100))
+    assert r.garp_held
     return r
 
 
@@ -120,6 +129,20 @@ ROWS: list[tuple[str, Callable[..., VirtualRouter], Callable[[], object], dict, 
     ("backup fault", backup, lambda: Fault("down"), {}, State.FAULT),
     ("backup fault cleared", backup, lambda: FaultCleared("up"), {}, State.BACKUP),
     ("backup priority", backup, lambda: PriorityChanged(100, "t"), {}, State.BACKUP),
+    ("backup hint lost", backup, lambda: MasterHintLost(LB1), {}, State.BACKUP),
+    ("backup hint lost other", backup, lambda: MasterHintLost(LB2), {}, State.BACKUP),
+    ("init hint lost", router, lambda: MasterHintLost(LB1), {}, State.INITIALIZE),
+    ("init hint lost other", router, lambda: MasterHintLost(LB2), {}, State.INITIALIZE),
+    ("master hint lost", master, lambda: MasterHintLost(LB1), {}, State.MASTER),
+    ("master hint lost other", master, lambda: MasterHintLost(LB2), {}, State.MASTER),
+    ("fault hint lost other", fault, lambda: MasterHintLost(LB2), {}, State.FAULT),
+    (
+        "master garp hold",
+        master_after_lower,
+        lambda: TimerExpired(Timer.GARP_HOLD),
+        {},
+        State.MASTER,
+    ),
     ("master shutdown", master, Shutdown, {}, State.INITIALIZE),
     ("master advert timer", master, lambda: TimerExpired(Timer.ADVERT), {}, State.MASTER),
     ("master advert zero", master, lambda: advert(0), {}, State.MASTER),
@@ -185,8 +208,9 @@ def test_every_row_of_the_table(name, reach, event, kw, expected) -> None:
 
 
 def test_rows_cover_the_table() -> None:
-    """The two owner rows reachable only through odd paths are covered below."""
-    assert len(ROWS) + 2 == len(machine._TABLE)
+    """The two owner rows and (FAULT, hint lost), reachable only through odd paths, are
+    covered below."""
+    assert len(ROWS) + 3 == len(machine._TABLE)
 
 
 def test_fault_cleared_as_owner_goes_master_at_once() -> None:
@@ -303,27 +327,72 @@ def test_v2_backup_drops_another_interval() -> None:
 # Elections.
 
 
-def test_master_steps_down_on_higher_priority() -> None:
+def test_master_steps_down_on_higher_priority_with_a_last_advertisement() -> None:
     r = master(priority=128)
     actions = r.handle(advert(200))
-    assert actions[:2] == [StopTimer(Timer.ADVERT), RemoveVips()]
-    assert isinstance(actions[2], StartTimer) and actions[2].timer is Timer.MASTER_DOWN
-    assert actions[3] == Notify(
+    # keepalived's higher_prio_send_advert: the winner hears our lower priority once more.
+    assert actions[:3] == [StopTimer(Timer.ADVERT), SendAdvertisement(128), RemoveVips()]
+    assert isinstance(actions[3], StartTimer) and actions[3].timer is Timer.MASTER_DOWN
+    assert actions[4] == Notify(
         State.BACKUP, "higher priority advertisement from 198.18.0.12 (priority 200, ours 128)"
     )
 
 
 def test_tie_goes_to_the_higher_address() -> None:
     low, high = master(address=LB1), master(address=LB2)
-    assert high.handle(advert(128, LB1)) == []
+    assert high.handle(advert(128, LB1))[0] == SendAdvertisement(128)
     assert high.state is State.MASTER
     low.handle(advert(128, LB2))
     assert low.state is State.BACKUP
 
 
-def test_master_ignores_lower_priority() -> None:
+def test_master_answers_a_lower_priority_and_refreshes_arp_caches_at_a_limited_rate() -> None:
     r = master(priority=200)
-    assert r.handle(advert(100)) == []
+    assert r.handle(advert(100)) == [
+        SendAdvertisement(200),
+        SendGratuitousArps(),
+        StartTimer(Timer.GARP_HOLD, machine.LOWER_PRIORITY_GARP_HOLD),
+    ]
+    assert r.handle(advert(100)) == [SendAdvertisement(200)]  # ARPs held back
+    r.handle(TimerExpired(Timer.GARP_HOLD))
+    assert SendGratuitousArps() in r.handle(advert(100))
+
+
+def test_leaving_master_stops_the_arp_hold() -> None:
+    for event in (advert(250), Fault("down"), Shutdown()):
+        r = master_after_lower(priority=200)
+        actions = r.handle(event)
+        assert StopTimer(Timer.GARP_HOLD) in actions
+        assert not r.garp_held
+
+
+def test_lost_hint_shortens_master_down_to_one_interval_plus_skew() -> None:
+    r = backup(priority=128, advert_interval=1.0)
+    r.handle(advert(200, LB2))
+    assert r.handle(MasterHintLost(LB2)) == [StartTimer(Timer.MASTER_DOWN, 1.5)]
+    assert r.state is State.BACKUP  # never on the hint alone
+    # The master's next advertisement comes after all: the usual timer is back.
+    assert r.handle(advert(200, LB2)) == [StartTimer(Timer.MASTER_DOWN, 3.5)]
+
+
+def test_a_hint_never_lengthens_a_timer_already_cut_short() -> None:
+    r = backup(priority=128, advert_interval=1.0)
+    r.handle(advert(200, LB2))
+    assert r.handle(advert(0, LB2)) == [StartTimer(Timer.MASTER_DOWN, 0.5)]  # it left cleanly
+    assert r.handle(MasterHintLost(LB2)) == []  # and then its process exited
+    r = backup(priority=128, advert_interval=1.0)
+    r.handle(advert(200, LB2))
+    r.handle(MasterHintLost(LB2))
+    assert r.handle(MasterHintLost(LB2)) == []  # one missed advertisement, not a new wait
+
+
+def test_a_hint_about_another_daemon_changes_nothing() -> None:
+    r = backup(priority=128)
+    r.handle(advert(200, LB2))
+    assert r.handle(MasterHintLost(LB0)) == []
+    f = fault()
+    f.last_master = LB2
+    assert f.handle(MasterHintLost(LB2)) == []
 
 
 def test_preempting_backup_ignores_a_lower_master() -> None:
@@ -438,6 +507,8 @@ class Link:
         self.timers: dict[tuple[int, Timer], float] = {}
         self.up = {id(r): True for r in routers}
         self.transitions: list[tuple[float, IPv4Address, State]] = []
+        self.in_flight: list[tuple[VirtualRouter, AdvertisementReceived]] = []
+        self.garps: list[tuple[float, IPv4Address]] = []
 
     def apply(self, r: VirtualRouter, actions: list[Action]) -> None:
         for action in actions:
@@ -450,21 +521,27 @@ class Link:
                     for other in self.routers:
                         if other is not r and self.up[id(other)]:
                             event = advert(priority, r.primary_address, r.advert_interval)
-                            self.apply(other, other.handle(event))
+                            self.in_flight.append((other, event))
                 case Notify(state=state):
                     self.transitions.append((self.now, r.primary_address, state))
+                case SendGratuitousArps():
+                    self.garps.append((self.now, r.primary_address))
 
     def feed(self, r: VirtualRouter, event: object) -> None:
+        """Apply ``event``, then deliver what it sent (in order, at the same instant)."""
         self.apply(r, r.handle(event))
+        while self.in_flight:
+            other, sent = self.in_flight.pop(0)
+            self.apply(other, other.handle(sent))
 
     def run_until(self, end: float) -> None:
         while True:
             # Ties at one instant fire in router order, so a run is reproducible.
             order = {id(r): n for n, r in enumerate(self.routers)}
-            due = [(t, order[i], i, k) for (i, k), t in self.timers.items() if t <= end]
+            due = [(t, order[i], k.value, i, k) for (i, k), t in self.timers.items() if t <= end]
             if not due:
                 break
-            t, _, i, timer = heapq.nsmallest(1, due)[0]
+            t, _, _, i, timer = heapq.nsmallest(1, due)[0]
             self.now = t
             del self.timers[i, timer]
             [r] = [r for r in self.routers if id(r) == i]
@@ -523,16 +600,40 @@ def test_clean_shutdown_hands_over_after_skew_time_only() -> None:
     assert link.transitions[-1] == (10.0 + 156 / 256, LB2, State.MASTER)
 
 
-def test_split_brain_heals_to_one_master() -> None:
-    lb1 = router(priority=150, address=LB1, advert_interval=0.125)
-    lb2 = router(priority=100, address=LB2, advert_interval=0.125)
+def settled_pair(interval: float = 0.125) -> tuple[Link, VirtualRouter, VirtualRouter]:
+    """lb1 (150) MASTER and lb2 (100) BACKUP on one link, at t = 2 s."""
+    lb1 = router(priority=150, address=LB1, advert_interval=interval)
+    lb2 = router(priority=100, address=LB2, advert_interval=interval)
     link = Link(lb1, lb2)
     link.feed(lb1, Startup())
     link.feed(lb2, Startup())
     link.run_until(2.0)
+    assert link.masters() == [LB1]
+    return link, lb1, lb2
+
+
+def test_split_brain_heals_to_one_master() -> None:
+    link, lb1, lb2 = settled_pair()
     link.up[id(lb2)] = False  # lb2 hears nothing, as when the link between them is cut
     link.run_until(4.0)
     assert sorted(link.masters()) == [LB1, LB2]
     link.up[id(lb2)] = True
     link.run_until(4.0 + 3 * 0.125)
     assert link.masters() == [LB1]
+
+
+@pytest.mark.parametrize("restored", [4.0, 4.03, 4.06, 4.09, 4.12])
+def test_after_a_full_cut_the_survivor_sends_arps_whoever_advertises_first(
+    restored: float,
+) -> None:
+    # Both masters during the cut; clients may follow either. Once the link is back, the
+    # winner must refresh the ARP caches within three intervals, whether its advertisement
+    # or the loser's crosses first (the restore instants cover both orders).
+    link, lb1, lb2 = settled_pair()
+    link.up[id(lb1)] = link.up[id(lb2)] = False
+    link.run_until(restored)
+    assert sorted(link.masters()) == [LB1, LB2]
+    link.up[id(lb1)] = link.up[id(lb2)] = True
+    link.run_until(restored + 3 * 0.125)
+    assert link.masters() == [LB1]
+    assert [t for t, who in link.garps if who == LB1 and t >= restored]
