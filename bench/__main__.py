@@ -1,9 +1,11 @@
 """``make bench``: run every benchmark, Weir against HAProxy, and print each one's summary.
 
-Runs bench.throughput, bench.memory, bench.stick_table and, when the file exists,
-bench.bench_balance, each in its own process with its output shown as it comes; then prints the
-last line of each (the summary a script can read). Exits 0 if every benchmark ran, 1 if one
-failed, 2 if a needed program is missing (the message names the Debian package).
+Runs bench.throughput, bench.memory, bench.stick_table, when the file exists
+bench.bench_balance, bench.sync (stick-table sync: Weir and HAProxy peers), and, as root with
+keepalived installed, bench.takeover (the VRRP drill in the namespace lab), each in its own
+process with its output shown as it comes; then prints the last line of each (the summary a
+script can read), or why one was not run. Exits 0 if every benchmark that could run ran, 1 if
+one failed, 2 if a needed program is missing (the message names the Debian package).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from bench import takeover
 from bench.common import PACKAGES, BenchError, find_tool, find_weir, sigterm_as_interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,10 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     ]
     if OPTIONAL.exists():
         benchmarks.append(("balance", [sys.executable, "-m", "bench.bench_balance"]))
+    benchmarks.append(("sync", [sys.executable, "-m", "bench.sync", *weir]))
+    if takeover.cannot_run() is None:
+        drills = ["--drills", str(args.drills), *weir]
+        benchmarks.append(("takeover", [sys.executable, "-m", "bench.takeover", *drills]))
     return benchmarks
 
 
@@ -69,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds per throughput round (default 10)"
     )
+    parser.add_argument(
+        "--drills",
+        type=int,
+        default=takeover.DEFAULT_DRILLS,
+        help=f"takeover drills per side (default {takeover.DEFAULT_DRILLS})",
+    )
     parser.add_argument("--weir", help="weir command (default: the one next to this Python)")
     args = parser.parse_args(argv)
     missing = []
@@ -96,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if "balance" not in dict(benchmarks):
         summaries.append(f"balance: not run ({OPTIONAL.relative_to(ROOT)} does not exist)")
+    if "takeover" not in dict(benchmarks):
+        summaries.append(f"takeover: not run ({takeover.cannot_run()})")
     print("\n=== summary ===")
     print("\n".join(summaries))
     return 1 if failed else 0
