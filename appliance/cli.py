@@ -48,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from appliance.config.command import run_check
 
-        return run_check(args.config)
+        code = run_check(args.config)
+        if code == 0:
+            from ha.sync.probe import run_peer_check
+
+            run_peer_check(args.config)  # warnings only: the exit code stays 0
+        return code
     if args.command == "run":
         from appliance.config import ConfigError, load
 

@@ -230,7 +230,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
-            default_type text/plain;
+            default_type text/plain;{extra}
             return 200 "hello {name}\\n";
         }}
     }}
@@ -238,16 +238,23 @@ http {{
 """
 
 
-def start_backends(procs: Processes, cpus: str | None = None) -> list[Backend]:
-    """Start one single-process nginx per server name; each answers ``hello <name>``."""
+def start_backends(
+    procs: Processes, cpus: str | None = None, *, new_session: bool = False
+) -> list[Backend]:
+    """Start one single-process nginx per server name; each answers ``hello <name>``.
+
+    With ``new_session`` every answer also sets a new application session,
+    ``Set-Cookie: JSESSIONID=<32 hex digits>`` (nginx's ``$request_id``), for stick tables.
+    """
     nginx = find_tool("nginx")
+    extra = '\n            add_header Set-Cookie "JSESSIONID=$request_id";' if new_session else ""
     backends = []
     for name in SERVER_NAMES:
         port = free_port()
         directory = procs.directory / f"nginx-{name}"
         directory.mkdir()
         conf = directory / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(dir=directory, port=port, name=name))
+        conf.write_text(_NGINX_CONF.format(dir=directory, port=port, name=name, extra=extra))
         procs.start_listening(
             f"nginx-{name}", [nginx, "-p", str(directory), "-c", str(conf)], port, cpus=cpus
         )

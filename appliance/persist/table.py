@@ -18,7 +18,8 @@ later requests to the same server. A ``StickTable`` holds those associations:
   only grows; ``changes_since`` returns the entries changed after a given id in
   id order. Each entry sits once in the log at its latest id (HAProxy's
   "updates" tree): an entry changed twice is found once, at its last id. The
-  peers protocol (ha/sync, issue 6) pushes the log to the other node.
+  peers protocol (ha/sync, issue 6) pushes the log to the other node;
+  ``on_local_change``, when set, is called after each change to it.
 
 Key types, as HAProxy's ``stick-table type``:
 
@@ -172,6 +173,9 @@ class StickTable:
         self.update_id = 0  # last update id in the local log
         self.evicted = 0  # live entries dropped because the table was full
         self.expired = 0  # entries dropped because they had expired
+        # Called after each change to the local log: the sync service pushes the change to the
+        # peers at once, before the proxy forwards the response it was learned from.
+        self.on_local_change: Callable[[], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -308,6 +312,17 @@ class StickTable:
             _unlink(self._lru_prev, self._lru_next, self._lru, slot)
             _append(self._lru_prev, self._lru_next, self._lru, slot)
         self._log(slot, now, self._learned)
+
+    def entry(self, key: KeyInput) -> Entry | None:
+        """The live entry for ``key``, without counting as a use (``show table NAME key K``)."""
+        k = self._key(key)
+        slot = self._slots.get(k)
+        if slot is None:
+            return None
+        remaining = self._expires[slot] - self._clock()
+        if remaining <= 0:
+            return None
+        return Entry(self._public(k), self._server[slot], remaining)
 
     def remove(self, key: KeyInput) -> bool:
         """Drop the entry for ``key`` (locally only); whether there was one."""
@@ -457,6 +472,8 @@ class StickTable:
         if ends is self._local:
             self._remote[slot] = 0
             self.update_id = self._next_id
+            if self.on_local_change is not None:
+                self.on_local_change()
         else:
             self._remote[slot] = 1
 

@@ -22,6 +22,7 @@ from appliance.proxy.reload import reload as reload_config
 from appliance.proxy.server import Server
 from appliance.runtime.metrics import MetricsBindError, MetricsListener
 from appliance.runtime.server import RuntimeServer
+from ha.sync.service import SyncService, replicated_tables
 
 POOL_PURGE_DELAY = 5.0  # idle server connections older than this are closed (HAProxy's default)
 GARBAGE_LOG_EVERY = 100  # log the first agent reply that is garbage, then one in this many
@@ -53,6 +54,7 @@ class Proxy:
                 server.counters.last_change = now
         self.runtime = RuntimeServer(self)
         self.metrics = MetricsListener(self, config.global_.metrics_bind)
+        self.sync = self._sync_service(config)
         self.paused = False
         self.stopping = False
         self.stopped = loop.create_future()
@@ -85,9 +87,13 @@ class Proxy:
             self.metrics.bind()
             for frontend in self.frontends.values():
                 frontend.bind()
+            if self.sync is not None:
+                self.sync.bind()
         except (OSError, MetricsBindError):
             for frontend in self.frontends.values():
                 frontend.close()
+            if self.sync is not None:
+                self.sync.close()
             self.metrics.close()
             self.runtime.close()
             raise
@@ -98,6 +104,8 @@ class Proxy:
             self.event(f"Proxy {frontend.name} started.")
         await self.runtime.start()
         await self.metrics.start()
+        if self.sync is not None:
+            await self.sync.start()
         self.checks.start()
         self._purge_handle = self.loop.call_later(1.0, self._purge)
 
@@ -114,10 +122,38 @@ class Proxy:
             for line in exc.problems:
                 self.event(f"  {line}")
             return False, exc.problems
+        changes += self._reload_sync()
         self.event(f"Reloaded {self.config.path}: {len(changes) or 'no'} change(s).")
         for line in changes:
             self.event(f"  {line}")
         return True, changes
+
+    def _sync_service(self, config: Config) -> SyncService | None:
+        """The stick-table sync of ``[ha.sync]`` (ha/sync), or None without one."""
+        sync = config.ha.sync if config.ha is not None else None
+        if sync is None:
+            return None
+        return SyncService(sync, self.loop, lambda: replicated_tables(self.backends), self.event)
+
+    def _reload_sync(self) -> list[str]:
+        """Start, stop or reconfigure the sync service; its tables survive (they are ours)."""
+        config = self.config.ha.sync if self.config.ha is not None else None
+        if self.sync is not None and config is not None:
+            return self.sync.reconfigure(config)
+        if self.sync is not None:
+            self.loop.create_task(self.sync.stop())
+            self.sync = None
+            return ["ha.sync: removed; sync stopped"]
+        if config is None:
+            return []
+        sync = self._sync_service(self.config)
+        try:
+            sync.bind()
+        except OSError as exc:
+            return [f"ha.sync: not started: {exc}"]
+        self.sync = sync
+        self.loop.create_task(sync.start())
+        return ["ha.sync: added; sync started"]
 
     async def restart_checks(self) -> None:
         """Check the servers of the (reloaded) configuration; states are kept."""
@@ -166,6 +202,8 @@ class Proxy:
         await asyncio.sleep(0)  # let the killed connections' transports close
         for backend in self.backends.values():
             backend.close_idle()
+        if self.sync is not None:
+            await self.sync.stop()
         if self._purge_handle is not None:
             self._purge_handle.cancel()
         for backend in self.backends.values():

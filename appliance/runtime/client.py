@@ -15,7 +15,7 @@ import sys
 from appliance.runtime.commands import OP_STATES, STAT_HEADER
 
 TIMEOUT = 10.0
-_JSON_NATIVE = ("show info", "show stat")
+_JSON_NATIVE = ("show info", "show stat", "show peers")
 _STAT_COLUMNS = (
     ("pxname", "proxy"),
     ("svname", "name"),

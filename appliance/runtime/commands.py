@@ -238,6 +238,8 @@ HELP = (
     ("disable server <b>/<s>", "same as 'set server <b>/<s> state maint'"),
     ("show table [<name> [key <k>]]", "list the stick tables, or one table's entries"),
     ("clear table <name> [key <k>]", "drop a table's entries (all, or one key)"),
+    ("set table <name> key <k> data.server_id <id>", "store an entry (pushed to the peers)"),
+    ("show peers [json]", "stick-table sync: peer sessions, update ids, lag, errors"),
     ("reload", "re-read the configuration file and apply it in place"),
 )
 
@@ -277,8 +279,14 @@ def parse(line: str) -> Command:
             return Command("show sess")
         case ["show", "table"]:
             return Command("show table")
+        case ["show", "peers"] | ["show", "peers", "json"]:
+            return Command("show peers", tuple(words[2:]))
         case ["show" | "clear", "table", name] | ["show" | "clear", "table", name, "key", _]:
             return Command(f"{words[0]} table", (name, *words[4:]))
+        case ["set", "table", name, "key", key, *data]:
+            return Command("set table", (name, key, _server_id_data(data)))
+        case ["set", "table", *_]:
+            raise CommandError("Require 'set table <name> key <key> data.server_id <id>'.")
         case ["set", "server", target, "state", word]:
             if word not in _ADMIN_WORDS:
                 raise CommandError("'set server <srv> state' expects 'ready', 'drain' and 'maint'.")
@@ -314,6 +322,18 @@ def _parse_show_stat(rest: list[str]) -> Command:
             if not word.lstrip("-").isdigit():
                 raise CommandError("'show stat': <type> and <sid> must be integers.")
     return Command("show stat", (*rest, *fmt))
+
+
+def _server_id_data(data: list[str]) -> str:
+    """The id of ``set table``'s ``data.server_id <id>`` (HAProxy's syntax; the only data type
+    Weir's entries hold)."""
+    if len(data) != 2 or not data[0].startswith("data."):
+        raise CommandError("'set table' expects 'data.server_id <id>' after the key.")
+    if data[0] != "data.server_id":
+        raise CommandError(f"Data type '{data[0][5:]}' is not stored; Weir stores server_id.")
+    if not (data[1].isascii() and data[1].isdigit()):
+        raise CommandError("'data.server_id' expects a server's numeric id.")
+    return data[1]
 
 
 def _server_ref(target: str) -> str:
@@ -500,16 +520,35 @@ class RuntimeCommands:
         backend = self._table_of(args[0])
         table = backend.persistence.table
         out = [_table_header(table)]
-        entries = list(table)
         if len(args) > 1:
-            key = _table_key(table, args[1])
-            entries = [e for e in entries if e.key == key]
+            entry = table.entry(_table_key(table, args[1]))
+            entries = [entry] if entry is not None else []
+        else:
+            entries = list(table)
         for index, entry in enumerate(entries, 1):
             out.append(
                 f"0x{index:012x}: key={_show_key(entry.key)} use=0 "
                 f"exp={int(entry.expires_in * 1000)} server_id={entry.server_id}\n"
             )
         return "".join(out)
+
+    def _show_peers(self, *fmt: str) -> str:
+        sync = self.proxy.sync
+        if sync is None:
+            if fmt:
+                return "null\n"
+            return "No stick-table sync configured (no [ha.sync] section).\n"
+        return sync.show_peers(as_json=bool(fmt))
+
+    def _set_table(self, name: str, key: str, server_id: str) -> str:
+        """Store ``key`` -> server as if the server had just been learned for it: a local change,
+        pushed to the peers (HAProxy's ``set table`` touches the entry locally too)."""
+        backend = self._table_of(name)
+        table = backend.persistence.table
+        if int(server_id) not in {s.id for s in backend.servers}:
+            raise CommandError(f"No server with id {server_id} in backend '{name}'.")
+        table.learn(_table_key(table, key), int(server_id))
+        return ""
 
     def _clear_table(self, *args: str) -> str:
         backend = self._table_of(args[0])
