@@ -43,35 +43,49 @@ def escape_request_line(raw: bytes) -> str:
     """
     if len(raw) > REQUEST_LINE_MAX:
         raw = raw[:REQUEST_LINE_MAX]
-    if _NEEDS_ESCAPE.search(raw) is not None:
-        raw = _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], raw)
-    return raw.decode("ascii")
+    if raw.isascii():  # the usual case, tested by cheaper means than the expression
+        line = raw.decode("ascii")
+        if line.isprintable() and '"' not in line and "#" not in line:
+            return line
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], raw).decode("ascii")
+
+
+# One access line (HAProxy's field order); ``HttpLogFormatter.format`` fills it.
+_LINE = '%s%s:%d %s%03d] %s %s/%s %d/%d/%d/%d/%d %d %d %s %s %s %d/%d/%d/%d/%s%d %d/%d "%s"'
 
 
 class HttpLogFormatter:
     """Builds access and event lines for one process (hostname and pid are fixed).
 
-    Thread-safe: each cache is a single (second, text) tuple swapped atomically.
+    Thread-safe: each cache is a single (second, header, accept date) tuple
+    swapped atomically.
     """
 
-    __slots__ = ("_accept_cache", "_header_cache", "_tag")
+    __slots__ = ("_accept_cache", "_now_cache", "_tag")
 
     def __init__(self, hostname: str | None = None, pid: int | None = None) -> None:
         host = socket.gethostname() if hostname is None else hostname
         self._tag = f" {host} weir[{os.getpid() if pid is None else pid}]: "
-        self._header_cache: tuple[int, str] = (-1, "")
-        self._accept_cache: tuple[int, str] = (-1, "")
+        # The header's second (the line's time) and the accept date's second.
+        self._now_cache = self._accept_cache = (-1, "", "")
+
+    def _stamps(self, second: int) -> tuple[int, str, str]:
+        """``second``, its syslog header and its accept date (``[DD/Mon/YYYY:HH:MM:SS.``,
+        missing only the milliseconds), in local time."""
+        t = time.localtime(second)
+        clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        month = _MONTHS[t.tm_mon - 1]
+        return (
+            second,
+            f"{month} {t.tm_mday:2d} {clock}{self._tag}",
+            f"[{t.tm_mday:02d}/{month}/{t.tm_year}:{clock}.",
+        )
 
     def _header(self, second: int) -> str:
-        cached_second, header = self._header_cache
-        if cached_second != second:
-            t = time.localtime(second)
-            header = (
-                f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
-                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}{self._tag}"
-            )
-            self._header_cache = (second, header)
-        return header
+        cached = self._now_cache
+        if cached[0] != second:
+            cached = self._now_cache = self._stamps(second)
+        return cached[1]
 
     def format(
         self,
@@ -116,20 +130,37 @@ class HttpLogFormatter:
         header = self._header(int(time.time() if now is None else now))
         accept_ms = int(accept_ts * 1000)
         second = accept_ms // 1000
-        cached_second, accept_date = self._accept_cache
-        if cached_second != second:
-            t = time.localtime(second)
-            accept_date = (
-                f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
-            )
-            self._accept_cache = (second, accept_date)
-        return (
-            f"{header}{client_ip}:{client_port} {accept_date}{accept_ms % 1000:03d}] "
-            f"{frontend} {backend}/{server or NOSRV} {tr}/{tw}/{tc}/{tr_resp}/{ta} "
-            f"{status} {bytes_out} {req_cookie} {res_cookie} {termination} "
-            f"{actconn}/{feconn}/{beconn}/{srv_conn}/{'+' if redispatched else ''}{retries} "
-            f'{srv_queue}/{backend_queue} "{request_line or BADREQ}"'
+        accepted = self._accept_cache
+        if accepted[0] != second:
+            accepted = self._accept_cache = self._stamps(second)
+        return _LINE % (
+            header,
+            client_ip,
+            client_port,
+            accepted[2],
+            accept_ms - second * 1000,
+            frontend,
+            backend,
+            server or NOSRV,
+            tr,
+            tw,
+            tc,
+            tr_resp,
+            ta,
+            status,
+            bytes_out,
+            req_cookie,
+            res_cookie,
+            termination,
+            actconn,
+            feconn,
+            beconn,
+            srv_conn,
+            "+" if redispatched else "",
+            retries,
+            srv_queue,
+            backend_queue,
+            request_line or BADREQ,
         )
 
     def event(self, message: str, ts: float | None = None) -> str:

@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+from collections import deque
 from urllib.parse import urlsplit
 
 FLUSH_INTERVAL = 0.05
@@ -47,7 +48,16 @@ class Severity(enum.IntEnum):
 
 
 class LogSink:
-    """Buffer plus writer thread; subclasses say how a batch of lines is written."""
+    """Queue plus writer thread; subclasses say how a batch of lines is written.
+
+    ``write`` runs once per request on the event loop, so it takes no lock: it
+    appends to a deque (atomic in CPython) and counts the bytes it queued, while
+    the writer thread pops lines and counts the bytes it took. Each counter has
+    one writing thread, and the backlog is their difference. The condition is
+    used only to wake the writer (first line of a batch, a batch grown to
+    ``flush_bytes``, ``flush``, ``reopen``, ``close``) and to wait for it.
+    Lines are written from one thread (the event loop's).
+    """
 
     def __init__(
         self,
@@ -56,19 +66,20 @@ class LogSink:
         flush_bytes: int = FLUSH_BYTES,
         max_backlog: int = MAX_BACKLOG,
     ) -> None:
-        self.dropped = 0
-        """Lines lost: backlog full, write or send failed, or not written by close()."""
         self.last_error = ""
         """The most recent I/O error, for operators (``show info``)."""
         self._flush_interval = flush_interval
         self._flush_bytes = flush_bytes
         self._max_backlog = max_backlog
-        self._lock = threading.Lock()  # write() takes it directly: cheaper than the Condition
-        self._cond = threading.Condition(self._lock)
-        self._lines: list[str] = []
-        self._backlog = 0
-        self._taken = 0  # lines the writer has taken from the buffer
-        self._done = 0  # of those, lines whose _emit has returned
+        self._queue: deque[str] = deque()
+        self._queued = 0  # bytes queued by write() (written by the writing thread only)
+        self._refused = 0  # lines write() refused or close() abandoned (writing thread only)
+        self._taken = 0  # bytes the writer took from the queue (writer thread only)
+        self._failed = 0  # lines the writer could not write (writer thread only)
+        self._cond = threading.Condition()
+        self._done = 0  # of the bytes taken, those whose _emit has returned (under _cond)
+        self._wake = False  # a batch has started (under _cond, as are the flags below)
+        self._full = False  # the batch reached flush_bytes
         self._urgent = False  # flush() or close() wants the batch now
         self._reopen_pending = False
         self._closed = False
@@ -77,25 +88,41 @@ class LogSink:
         )
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Lines lost: backlog full, write or send failed, or not written by close()."""
+        return self._refused + self._failed
+
     def write(self, line: str, severity: Severity = Severity.INFO) -> None:
         """Queue one line (no newline); never blocks on I/O."""
+        queued = self._queued
+        backlog = queued - self._taken
+        if backlog >= self._max_backlog or self._closed:
+            self._refused += 1
+            return
+        queue = self._queue
+        queue.append(line)
         size = len(line) + 1
-        with self._lock:
-            backlog = self._backlog
-            if backlog >= self._max_backlog or self._closed:
-                self.dropped += 1
-                return
-            self._lines.append(line)
-            self._backlog = backlog + size
-            # Wake the writer once per batch, and once more when the batch gets big.
-            if not backlog or (backlog < self._flush_bytes <= backlog + size):
-                self._cond.notify()
+        self._queued = queued + size
+        # Wake the writer once per batch, and once more when the batch gets big.
+        if len(queue) == 1:
+            self._wake_writer(full=False)
+        elif backlog < self._flush_bytes <= backlog + size:
+            self._wake_writer(full=True)
+
+    def _wake_writer(self, full: bool) -> None:
+        with self._cond:
+            if full:
+                self._full = True
+            else:
+                self._wake = True
+            self._cond.notify()
 
     def flush(self) -> None:
         """Block until every line written so far (and a pending reopen) is done."""
         with self._cond:
-            target = self._taken + len(self._lines)
-            self._urgent = True
+            target = self._queued
+            self._wake = self._urgent = True
             self._cond.notify_all()
             self._cond.wait_for(
                 lambda: (
@@ -123,42 +150,47 @@ class LogSink:
             self._cond.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            with self._cond:
-                self.dropped += len(self._lines)
-                self._lines = []
+            queue = self._queue
+            while queue:
+                queue.popleft()
+                self._refused += 1
             return
         self._release()
 
     def _run(self) -> None:
         cond = self._cond
+        queue = self._queue
         while True:
             with cond:
-                cond.wait_for(lambda: self._lines or self._reopen_pending or self._closed)
+                cond.wait_for(lambda: self._wake or self._reopen_pending or self._closed)
                 cond.wait_for(
-                    lambda: self._backlog >= self._flush_bytes or self._urgent or self._closed,
+                    lambda: self._full or self._urgent or self._closed,
                     timeout=self._flush_interval,
                 )
-                batch, self._lines = self._lines, []
-                self._backlog = 0
-                self._taken += len(batch)
-                self._urgent = False
+                # Cleared before the queue is emptied: a line queued after that wakes us again.
+                self._wake = self._full = self._urgent = False
                 reopen, self._reopen_pending = self._reopen_pending, False
                 closing = self._closed
+            popleft = queue.popleft
+            batch: list[str] = []
+            while queue:  # until empty: a line queued after this finds it empty and wakes us
+                batch += [popleft() for _ in range(len(queue))]
+            taken = sum(map(len, batch)) + len(batch)
+            self._taken += taken
             if reopen:
                 self._reopen_target()
             if batch:
                 self._emit(batch)
             with cond:
-                self._done += len(batch)
+                self._done += taken
                 cond.notify_all()
             if closing:
                 return
 
     def _fail(self, error: Exception, lines: int) -> None:
         """Record a failed write of ``lines`` lines (writer thread)."""
-        with self._cond:
-            self.dropped += lines
-            self.last_error = str(error)
+        self._failed += lines
+        self.last_error = str(error)
 
     def _emit(self, lines: list[str]) -> None:
         """Write a batch (writer thread)."""
@@ -175,7 +207,7 @@ class NullSink(LogSink):
     """``log = "none"``: lines are discarded; no thread."""
 
     def __init__(self) -> None:
-        self.dropped = 0
+        self._refused = self._failed = 0
         self.last_error = ""
 
     def write(self, line: str, severity: Severity = Severity.INFO) -> None:

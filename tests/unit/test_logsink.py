@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,23 @@ def test_file_sink_writes_all_lines_in_order_and_close_flushes(tmp_path: Path) -
         sink.write(text)
     sink.close()
     assert path.read_text().splitlines() == lines
+    assert sink.dropped == 0
+
+
+def test_no_line_is_stranded_while_the_writer_drains_concurrently(tmp_path: Path) -> None:
+    # write() takes no lock: with no batching delay the writer empties the queue
+    # while lines keep arriving, the interleaving that could leave a line queued
+    # with nobody woken for it. Every line must reach the file without flush().
+    path = tmp_path / "access.log"
+    sink = FileSink(str(path), flush_interval=0, flush_bytes=1 << 30)
+    lines = [f"line {i}" for i in range(50000)]
+    for text in lines:
+        sink.write(text)
+    deadline = time.monotonic() + 30  # generous: the writer needs milliseconds
+    while len(path.read_text().splitlines()) < len(lines) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.read_text().splitlines() == lines
+    sink.close()
     assert sink.dropped == 0
 
 
