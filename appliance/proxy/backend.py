@@ -136,7 +136,8 @@ class Backend:
     def release(self, server: Server) -> None:
         """``server`` finished a request: give its slot to the oldest waiter it can serve."""
         server.cur_conns -= 1
-        self._serve_queue(server)
+        if self.queue:
+            self._serve_queue(server)
 
     def _serve_queue(self, server: Server) -> None:
         """Hand ``server``'s free slots to the oldest waiters it can serve."""

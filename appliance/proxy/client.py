@@ -9,7 +9,9 @@ pipelined requests are parsed ahead but their events are replayed only when
 the previous answer is complete.
 
 Bodies are streamed in both directions with backpressure: when one side's
-write buffer is full, reading from the other side is paused.
+write buffer is full, reading from the other side is paused. Writes to both
+sides go through an ``Outbox``: sent at the end of the loop iteration, with
+those of every other connection (outbox.py).
 
 The per-connection state is kept in slots and reset per request, so an idle
 keep-alive connection costs a few hundred bytes plus its transport.
@@ -18,7 +20,6 @@ keep-alive connection costs a few hundred bytes plus its transport.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,10 +32,10 @@ from appliance.proxy.http import (
     ERROR_PAGES,
     HOP_BY_HOP,
     LAST_CHUNK,
-    REASONS,
     ResponseHead,
     chunk,
 )
+from appliance.proxy.outbox import Outbox, send_queue
 from appliance.proxy.server import Server, ServerConnection
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class ClientConnection(asyncio.Protocol):
         "queue_target",
         "redispatched",
         "replaying",
+        "req_bodiless",
         "req_chunked",
         "req_complete",
         "req_head",
@@ -132,7 +134,6 @@ class ClientConnection(asyncio.Protocol):
         "srv",
         "srv_conn",
         "status",
-        "t_start",
         "timer",
         "transport",
         "upgrade_rest",
@@ -144,7 +145,7 @@ class ClientConnection(asyncio.Protocol):
         self.fe = frontend
         self.proxy = frontend.proxy
         self.loop = frontend.proxy.loop
-        self.transport: asyncio.Transport | None = None
+        self.transport: Outbox | None = None
         self.parser: HttpRequestParser | None = None
         self.client_ip = ""
         self.client_port = 0
@@ -176,6 +177,7 @@ class ClientConnection(asyncio.Protocol):
         self.req_method_head = False
         self.req_head = b""
         self.req_chunked = False
+        self.req_bodiless = False
         self.req_complete = False
         self.req_keep_alive = True
         self.http10 = False
@@ -203,8 +205,9 @@ class ClientConnection(asyncio.Protocol):
             self.timer = None
         self._arm(delay)
 
-    def _arm(self, delay: float) -> None:
-        """Expire the current phase ``delay`` seconds from now.
+    def _arm(self, delay: float, now: float | None = None) -> None:
+        """Expire the current phase ``delay`` seconds from now (``loop.time()``, or
+        ``now`` when the caller has just read it).
 
         Re-arming only moves a float. The one timer handle of the connection is
         never scheduled more than ``fe.min_timeout`` ahead, the shortest timeout
@@ -212,7 +215,8 @@ class ClientConnection(asyncio.Protocol):
         than the current, still lies at or after the scheduled wake-up, and the
         handle never has to be cancelled or replaced on the per-request path.
         """
-        now = self.loop.time()
+        if now is None:
+            now = self.loop.time()
         self.deadline = now + delay
         if self.timer is None:
             self.timer = self.loop.call_at(now + min(delay, self.fe.min_timeout), self._on_timer)
@@ -265,11 +269,10 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio callbacks (client side) -----------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = Outbox(transport, send_queue(self.loop))  # type: ignore[arg-type]
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
-        self.t_start = time.time()
         self.m_start = self.loop.time()
         self.fe.connection_opened(self)
         self._arm(self.fe.timeouts.http_request)
@@ -300,6 +303,10 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.wpaused = True
+        if self.phase == DATA:
+            # Called when held data is sent, after response_body armed the server's
+            # timeout: from now on the client's reading is what the exchange waits for.
+            self._arm(self.fe.timeouts.client)
         conn = self.srv_conn
         if conn is not None and conn.transport is not None:
             conn.transport.pause_reading()
@@ -322,9 +329,10 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self.phase == CLOSED:
+        phase = self.phase
+        if phase == CLOSED:
             return
-        if self.phase == TUNNEL:
+        if phase == TUNNEL:
             conn = self.srv_conn
             if conn is not None and conn.transport is not None:
                 conn.transport.write(data)
@@ -376,21 +384,23 @@ class ClientConnection(asyncio.Protocol):
         if (self.busy or self.deferred) and not self.replaying:
             self._defer(self.on_message_begin, ())
             return
-        if self.requests:
-            self.t_start = time.time()
-            self.m_start = self.loop.time()
-        self.requests += 1
-        self.phase = REQ_HEAD
-        if self.requests > 1 or self.proxy.stopping:
+        requests = self.requests
+        if requests:  # the first request's clock and timer started with the connection
+            self.m_start = now = self.loop.time()
+            self._arm(self.fe.timeouts.http_request, now)
+        elif self.proxy.stopping:
             self._arm(self.fe.timeouts.http_request)
+        self.requests = requests + 1
+        self.phase = REQ_HEAD
 
     def on_url(self, url: bytes) -> None:
         if (self.busy or self.deferred) and not self.replaying:
             self._defer(self.on_url, (url,))
             return
         self.path += url
-        self.head_bytes += len(url)
-        if self.head_bytes > self.proxy.max_header_bytes:
+        head_bytes = self.head_bytes + len(url)
+        self.head_bytes = head_bytes
+        if head_bytes > self.proxy.max_header_bytes:
             raise HeadTooLarge(414 if not self.headers else 431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -398,29 +408,36 @@ class ClientConnection(asyncio.Protocol):
             self._defer(self.on_header, (name, value))
             return
         self.headers.append((name, value))
-        self.head_bytes += len(name) + len(value) + 4
-        if self.head_bytes > self.proxy.max_header_bytes:
+        head_bytes = self.head_bytes + len(name) + len(value) + 4
+        self.head_bytes = head_bytes
+        if head_bytes > self.proxy.max_header_bytes:
             raise HeadTooLarge(431)
 
-    def on_headers_complete(self, info: tuple[bytes, str, bool] | None = None) -> None:
-        if info is None:
-            parser = self.parser
-            info = (parser.get_method(), parser.get_http_version(), parser.should_keep_alive())
+    def on_headers_complete(self, info: tuple[bytes, bool, bool] | None = None) -> None:
+        parser = self.parser
         if (self.busy or self.deferred) and not self.replaying:
+            # The parser moves on to the next request: take what it knows of this one now.
+            version = parser.get_http_version()
+            info = (parser.get_method(), version == "1.0", parser.should_keep_alive())
             self._defer(self.on_headers_complete, (info,))
             return
         if self.phase != REQ_HEAD:  # trailers of a chunked body end here again
             return
-        method, version, keep_alive = info
+        if info is None:
+            method = parser.get_method()
+            keep_alive = parser.should_keep_alive()
+            http10 = None  # found below, after the headers
+        else:
+            method, http10, keep_alive = info
         self.m_head = self.loop.time()
         self.req_method = method
         self.req_method_head = method == b"HEAD"
-        self.http10 = version == "1.0"
         self.req_keep_alive = keep_alive and not self.proxy.stopping
         fe = self.fe
         hosts = 0
         content_length = None
         connection_tokens = None
+        proxy_connection = False
         upgrade = None
         cookies: list[bytes] = []
         out = [method, b" ", self.path, b" HTTP/1.1\r\n"]
@@ -443,7 +460,16 @@ class ClientConnection(asyncio.Protocol):
                 out += (name, b": ", value, b"\r\n")
             elif lname == b"cookie":
                 cookies.append(value)
-        if hosts > 1 or (hosts == 0 and not self.http10):
+            elif lname == b"proxy-connection":
+                proxy_connection = True
+        if http10 is None:
+            # llhttp keeps an HTTP/1.0 connection alive only when it says "keep-alive" in
+            # Connection or Proxy-Connection: a keep-alive request without either is
+            # HTTP/1.1, and the version need not be asked for (httptools formats a string).
+            keep_alive_11 = keep_alive and connection_tokens is None and not proxy_connection
+            http10 = not keep_alive_11 and parser.get_http_version() == "1.0"
+        self.http10 = http10
+        if hosts > 1 or (hosts == 0 and not http10):
             self._bad_request(400)
             return
         if method == b"CONNECT":
@@ -474,6 +500,8 @@ class ClientConnection(asyncio.Protocol):
             out.append(b"Transfer-Encoding: chunked\r\n")
         elif content_length is not None:
             out += (b"Content-Length: ", content_length, b"\r\n")
+        else:
+            self.req_bodiless = True  # RFC 9112 §6.3: a request without either has no body
         if upgrade is not None and connection_tokens and b"upgrade" in connection_tokens:
             self.upgrading = True
             out += (b"Connection: upgrade\r\nUpgrade: ", upgrade, b"\r\n")
@@ -524,7 +552,7 @@ class ClientConnection(asyncio.Protocol):
         if self.phase in (REQ_HEAD, IDLE):  # answered before the request ended
             return
         self.busy = True
-        if self.phase == WAIT:
+        if self.phase == WAIT and not self.req_bodiless:  # else _attach armed it
             self._arm(self.backend.config.timeouts.server)
 
     def _on_body_raw(self, data: bytes) -> None:
@@ -637,18 +665,18 @@ class ClientConnection(asyncio.Protocol):
 
     def _connect(self, srv: Server) -> None:
         self.srv = srv
-        self.m_connect = self.loop.time()
+        self.m_connect = now = self.loop.time()
         reuse = self.backend.config.http_reuse
         if reuse == "always" or (reuse == "safe" and self.requests > 1):
             conn = srv.take_idle()
             if conn is not None:
-                self._attach(conn)
+                self._attach(conn, now)
                 return
         self._open(srv)
 
     def _open(self, srv: Server) -> None:
         self.phase = CONNECT
-        conn = ServerConnection(srv)
+        conn = ServerConnection(srv, send_queue(self.loop))
         self.srv_conn = conn
         self._arm(self.backend.config.timeouts.connect)
         self.connect_task = self.loop.create_task(self._open_connection(conn))
@@ -667,7 +695,7 @@ class ClientConnection(asyncio.Protocol):
             conn.close()
             return
         self.connect_task = None
-        self._attach(conn)
+        self._attach(conn, self.loop.time())
 
     def _connect_failed(self, timeout: bool) -> None:
         backend = self.backend
@@ -689,17 +717,18 @@ class ClientConnection(asyncio.Protocol):
             return
         self._error(503, "sC" if timeout else "SC")
 
-    def _attach(self, conn: ServerConnection) -> None:
+    def _attach(self, conn: ServerConnection, now: float) -> None:
         self.srv_conn = conn
-        self.m_connected = self.loop.time()
+        self.m_connected = now
         self.phase = WAIT
         conn.start(self, self.req_head)
         if self.body_buf is not None:
             conn.transport.writelines(self.body_buf)
             self.body_buf = None
             self.resume_client_reading(PAUSE_NOT_CONNECTED)
-        timeouts = self.backend.config.timeouts
-        self._arm(timeouts.server if self.req_complete else self.fe.timeouts.client)
+        # A request without a body is complete with its head: llhttp says so right after.
+        complete = self.req_complete or self.req_bodiless
+        self._arm(self.backend.config.timeouts.server if complete else self.fe.timeouts.client, now)
 
     def _release_server(self) -> None:
         if self.holding:
@@ -721,18 +750,17 @@ class ClientConnection(asyncio.Protocol):
             self.proxy.observe_response(self.srv, status)
         elif self.srv.state.errors:
             self.srv.state.errors = 0  # a good answer ends a run of consecutive errors
-        fields = head.fields
+        start = head.start
         persistence = self.backend.persistence
         if persistence is not None:
-            fields, server_cookie = persistence.response(self, self.srv, fields)
+            fields, server_cookie = persistence.response(self, self.srv, head.fields)
             self.cookie_log = self.cookie_log[0] + server_cookie
-        reason = head.reason or REASONS.get(status, "Unknown").encode()
+            if fields is not head.fields:
+                start = head.start_with(fields)
         transport = self.transport
         if status == 101:
             self.phase = TUNNEL
-            transport.write(
-                b"HTTP/1.1 101 %b%b\r\nConnection: upgrade\r\n\r\n%b" % (reason, fields, body)
-            )
+            transport.write(b"%b\r\nConnection: upgrade\r\n\r\n%b" % (start, body))
             if self.upgrade_rest:
                 self.srv_conn.transport.write(self.upgrade_rest)
                 self.upgrade_rest = b""
@@ -755,11 +783,11 @@ class ClientConnection(asyncio.Protocol):
             framing += b"\r\nConnection: close"
         elif self.http10:
             framing += b"\r\nConnection: keep-alive"
-        data = b"HTTP/1.1 %d %b%b%b\r\n\r\n%b" % (status, reason, fields, framing, body)
+        data = b"%b%b\r\n\r\n%b" % (start, framing, body)
         self.bytes_out += len(data)
         transport.write(data)
         if complete:
-            self._response_done(self.srv_conn, head.keep_alive)
+            self._response_done(self.srv_conn, head.keep_alive, self.m_resp)
         else:
             self._arm(self.backend.config.timeouts.server)
 
@@ -788,9 +816,10 @@ class ClientConnection(asyncio.Protocol):
         if self.resp_rechunk and self.transport is not None:
             self.transport.write(LAST_CHUNK)
             self.bytes_out += len(LAST_CHUNK)
-        self._response_done(conn, reusable)
+        self._response_done(conn, reusable, self.loop.time())
 
-    def _response_done(self, conn: ServerConnection | None, reusable: bool) -> None:
+    def _response_done(self, conn: ServerConnection | None, reusable: bool, now: float) -> None:
+        """The response is complete (at loop time ``now``): log it, go on or close."""
         self.srv_conn = None
         if conn is not None:
             if (
@@ -799,14 +828,14 @@ class ClientConnection(asyncio.Protocol):
                 and self.backend.config.http_reuse != "never"
                 and not self.proxy.stopping
             ):
-                conn.release()
+                conn.release(now)
             else:
                 conn.close()
-        self._finish("--")
+        self._finish("--", now)
         if self.resp_close or not self.req_complete or self.upgrading:
             self._close()
             return
-        self._next_request()
+        self._next_request(now)
 
     def server_closed(self, conn: ServerConnection) -> None:
         """The server connection closed before the response was complete."""
@@ -842,12 +871,14 @@ class ClientConnection(asyncio.Protocol):
 
     # -- ends of a request -------------------------------------------------------
 
-    def _next_request(self) -> None:
+    def _next_request(self, now: float | None = None) -> None:
         self._reset_request()  # an idle connection keeps nothing of the last request
         self.busy = False
         self.phase = IDLE
-        self._arm(self.fe.timeouts.http_keep_alive)
+        self._arm(self.fe.timeouts.http_keep_alive, now)
         deferred = self.deferred
+        if deferred is None and self.pending is None:
+            return  # nothing pipelined: the usual case
         self.replaying = True
         while deferred and not self.busy and self.phase != CLOSED:
             handler, args = deferred.popleft()
@@ -905,11 +936,12 @@ class ClientConnection(asyncio.Protocol):
             self.srv_conn = None
             conn.abort()
 
-    def _finish(self, termination: str) -> None:
-        """The request is over: free its server slot and log it."""
+    def _finish(self, termination: str, now: float | None = None) -> None:
+        """The request is over (at loop time ``now``, when the caller has just read
+        it): free its server slot and log it."""
         if self.phase in (IDLE, CLOSED) and self.status < 0:
             return
-        self.proxy.log_request(self, termination)
+        self.proxy.log_request(self, termination, now)
         self._release_server()
         self.busy = False
         self.phase = IDLE

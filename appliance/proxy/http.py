@@ -91,18 +91,37 @@ class ResponseHead:
 
     ``fields`` holds the header lines as received (each preceded by CRLF),
     minus the hop-by-hop ones and the framing headers the proxy sets itself.
+    ``start`` is what the client is sent before any framing header: the status
+    line and ``fields``, built once per parsed (and cached) head. ``raw`` is the
+    head as received, blank line included.
     """
 
-    __slots__ = ("chunked", "content_length", "fields", "keep_alive", "reason", "status", "version")
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "fields",
+        "keep_alive",
+        "raw",
+        "reason",
+        "start",
+        "status",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.version = b"1.1"
         self.status = 0
         self.reason = b""
         self.fields = b""
+        self.raw = self.start = b""
         self.content_length = -1  # -1: not given
         self.chunked = False
         self.keep_alive = True
+
+    def start_with(self, fields: bytes) -> bytes:
+        """The status line sent to the client (HTTP/1.1), followed by ``fields``."""
+        reason = self.reason or REASONS.get(self.status, "Unknown").encode()
+        return b"HTTP/1.1 %d %b%b" % (self.status, reason, fields)
 
 
 # The whole head is validated by one regular expression (RFC 9112 §4 and §5:
@@ -129,6 +148,7 @@ def parse_response_head(block: bytes) -> ResponseHead:
         raise InvalidResponse("malformed response head")
     minor, code, reason, fields = match.groups()
     head = ResponseHead()
+    head.raw = block + b"\r\n\r\n"
     head.status = status = int(code)
     head.reason = reason or b""
     keep_alive = minor == b"1"
@@ -171,6 +191,7 @@ def parse_response_head(block: bytes) -> ResponseHead:
     if hop:
         fields = (_HOP_LINES_101 if status == 101 else _HOP_LINES).sub(b"", fields)
     head.fields = fields
+    head.start = head.start_with(fields)
     head.keep_alive = keep_alive
     return head
 

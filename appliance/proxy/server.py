@@ -11,13 +11,13 @@ owns it for the current request.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from appliance.checks.state import ServerState
 from appliance.config.model import CheckConfig, ServerConfig
 from appliance.proxy.counters import Counters
 from appliance.proxy.http import RESPONSE_HEADS, ChunkedDecoder, InvalidResponse, ResponseHead
+from appliance.proxy.outbox import Outbox, SendQueue
 
 if TYPE_CHECKING:
     from appliance.proxy.backend import Backend
@@ -113,7 +113,7 @@ class Server:
         return None
 
     def purge_idle(self, older_than: float) -> None:
-        """Close idle connections unused since ``older_than`` (monotonic seconds)."""
+        """Close idle connections unused since ``older_than`` (loop time)."""
         keep = []
         for conn in self.idle:
             if conn.idle_since < older_than or conn.transport is None:
@@ -144,18 +144,20 @@ class ServerConnection(asyncio.Protocol):
         "idle_since",
         "remaining",
         "requests",
+        "send_queue",
         "server",
         "state",
         "transport",
     )
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, send_queue: SendQueue) -> None:
         self.server = server
-        self.transport: asyncio.Transport | None = None
+        self.send_queue = send_queue
+        self.transport: Outbox | None = None
         self.client: ClientConnection | None = None
         self.buf = b""
         self.state = HEAD
-        self.head: ResponseHead | None = None
+        self.head: ResponseHead | None = None  # the current, else the previous, final head
         self.remaining = 0
         self.decoder: ChunkedDecoder | None = None
         self.got_bytes = False  # any response byte for the current request
@@ -165,7 +167,7 @@ class ServerConnection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = Outbox(transport, self.send_queue)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -195,92 +197,95 @@ class ServerConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
-        try:
-            self._parse(client, data)
+        try:  # the response parser, in line: it runs for every response
+            while data:
+                state = self.state
+                if state == HEAD:
+                    if self.buf:
+                        data = self.buf + data
+                        self.buf = b""
+                    head = self.head
+                    if head is not None and data.startswith(head.raw):
+                        # The very head of this connection's previous response (a server
+                        # repeats itself until the second in its Date changes): parsed already.
+                        data = data[len(head.raw) :]
+                    else:
+                        end = data.find(b"\r\n\r\n")
+                        if end < 0:
+                            if len(data) > MAX_RESPONSE_HEAD:
+                                raise InvalidResponse("response head too large")
+                            self.buf = data
+                            return
+                        head = RESPONSE_HEADS.parse(data[:end])
+                        data = data[end + 4 :]
+                    status = head.status
+                    if status < 200 and status != 101:
+                        client.response_interim(head)
+                        continue
+                    self.head = head
+                    if status == 101:
+                        if not client.upgrading:
+                            raise InvalidResponse("unsolicited 101")
+                        self.state = TUNNEL
+                        client.response_head(head, data, complete=False)
+                        return
+                    if client.req_method_head or status in (204, 304):
+                        if data:
+                            raise InvalidResponse("data after a bodiless response")
+                        self.state = DONE
+                        client.response_head(head, b"", complete=True)
+                        return
+                    if head.chunked:
+                        self.state = BODY_CHUNKED
+                        self.decoder = ChunkedDecoder()
+                        client.response_head(head, b"", complete=False)
+                        continue
+                    if head.content_length >= 0:
+                        length = head.content_length
+                        if len(data) >= length:
+                            self.state = DONE
+                            if len(data) > length:
+                                raise InvalidResponse("more data than Content-Length")
+                            client.response_head(head, data, complete=True)
+                            return
+                        self.state = BODY_LENGTH
+                        self.remaining = length - len(data)
+                        client.response_head(head, data, complete=False)
+                        return
+                    self.state = BODY_EOF  # ends with the connection: never reused
+                    client.response_head(head, data, complete=False)
+                    return
+                if state == BODY_LENGTH:
+                    n = len(data)
+                    if n > self.remaining:
+                        raise InvalidResponse("more data than Content-Length")
+                    self.remaining -= n
+                    if self.remaining == 0:
+                        self.state = DONE
+                        client.response_body(data)
+                        client.response_end(self, reusable=self.head.keep_alive)
+                    else:
+                        client.response_body(data)
+                    return
+                if state == BODY_CHUNKED:
+                    pieces: list[bytes] = []
+                    used = self.decoder.feed(data, pieces)
+                    for piece in pieces:
+                        client.response_body(piece)
+                    if self.decoder.done:
+                        if used < len(data):
+                            raise InvalidResponse("data after the last chunk")
+                        self.state = DONE
+                        client.response_end(self, reusable=self.head.keep_alive)
+                    return
+                if state in (BODY_EOF, TUNNEL):
+                    client.response_body(data)
+                    return
+                raise InvalidResponse("data after the response")
         except InvalidResponse as exc:
             self.client = None
             self.close()
             client.response_invalid(self, str(exc))
-
-    def _parse(self, client: ClientConnection, data: bytes) -> None:
-        while data:
-            state = self.state
-            if state == HEAD:
-                if self.buf:
-                    data = self.buf + data
-                    self.buf = b""
-                end = data.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(data) > MAX_RESPONSE_HEAD:
-                        raise InvalidResponse("response head too large")
-                    self.buf = data
-                    return
-                head = RESPONSE_HEADS.parse(data[:end])
-                data = data[end + 4 :]
-                status = head.status
-                if status < 200 and status != 101:
-                    client.response_interim(head)
-                    continue
-                self.head = head
-                if status == 101:
-                    if not client.upgrading:
-                        raise InvalidResponse("unsolicited 101")
-                    self.state = TUNNEL
-                    client.response_head(head, data, complete=False)
-                    return
-                if client.req_method_head or status in (204, 304):
-                    if data:
-                        raise InvalidResponse("data after a bodiless response")
-                    self.state = DONE
-                    client.response_head(head, b"", complete=True)
-                    return
-                if head.chunked:
-                    self.state = BODY_CHUNKED
-                    self.decoder = ChunkedDecoder()
-                    client.response_head(head, b"", complete=False)
-                    continue
-                if head.content_length >= 0:
-                    length = head.content_length
-                    if len(data) >= length:
-                        self.state = DONE
-                        if len(data) > length:
-                            raise InvalidResponse("more data than Content-Length")
-                        client.response_head(head, data, complete=True)
-                        return
-                    self.state = BODY_LENGTH
-                    self.remaining = length - len(data)
-                    client.response_head(head, data, complete=False)
-                    return
-                self.state = BODY_EOF  # ends with the connection: never reused
-                client.response_head(head, data, complete=False)
-                return
-            if state == BODY_LENGTH:
-                n = len(data)
-                if n > self.remaining:
-                    raise InvalidResponse("more data than Content-Length")
-                self.remaining -= n
-                if self.remaining == 0:
-                    self.state = DONE
-                    client.response_body(data)
-                    client.response_end(self, reusable=self.head.keep_alive)
-                else:
-                    client.response_body(data)
-                return
-            if state == BODY_CHUNKED:
-                pieces: list[bytes] = []
-                used = self.decoder.feed(data, pieces)
-                for piece in pieces:
-                    client.response_body(piece)
-                if self.decoder.done:
-                    if used < len(data):
-                        raise InvalidResponse("data after the last chunk")
-                    self.state = DONE
-                    client.response_end(self, reusable=self.head.keep_alive)
-                return
-            if state in (BODY_EOF, TUNNEL):
-                client.response_body(data)
-                return
-            raise InvalidResponse("data after the response")
 
     # -- used by the client connection ---------------------------------------
 
@@ -289,14 +294,14 @@ class ServerConnection(asyncio.Protocol):
         self.client = client
         self.state = HEAD
         self.buf = b""
-        self.head = None
         self.decoder = None
         self.got_bytes = False
         self.requests += 1
         self.transport.write(head)
 
-    def release(self) -> None:
-        """The response is complete: keep the connection for reuse, or close it.
+    def release(self, now: float) -> None:
+        """The response is complete (loop time ``now``): keep the connection for reuse,
+        or close it.
 
         The idle pool is kept near what the server's current load can use (at
         least ``MIN_IDLE_POOL``): a burst of first requests, which ``safe`` reuse
@@ -304,11 +309,13 @@ class ServerConnection(asyncio.Protocol):
         """
         self.client = None
         server = self.server
-        if len(server.idle) >= max(MIN_IDLE_POOL, 2 * server.cur_conns):
+        idle = server.idle
+        pooled = len(idle)
+        if pooled >= MIN_IDLE_POOL and pooled >= 2 * server.cur_conns:
             self.close()
             return
-        self.idle_since = time.monotonic()
-        server.idle.append(self)
+        self.idle_since = now
+        idle.append(self)
 
     def close(self) -> None:
         self.client = None

@@ -99,16 +99,22 @@ def test_http10_client_gets_close_delimited_body(pool, weir):
     assert payload == b"web1-0\nweb1-1\n"
 
 
-def test_http10_keep_alive(pool, weir):
+# llhttp honours "Proxy-Connection: keep-alive" too: the request is still HTTP/1.0
+# (no Host needed), answered and logged as such, and the hop-by-hop field dropped.
+@pytest.mark.parametrize("field", ["Connection", "Proxy-Connection"])
+def test_http10_keep_alive(pool, weir, field):
     backends, body = farm(pool, n=1)
     proxy = weir(body)
     with connect(proxy.port) as s:
         r = Reader(s)
         for i in range(3):
-            s.sendall(b"GET /ka%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+            s.sendall(b"GET /ka%d HTTP/1.0\r\n%s: keep-alive\r\n\r\n" % (i, field.encode()))
             resp = r.response()
             assert resp.header("connection").lower() == "keep-alive"
             assert resp.body == b"web1 /ka%d\n" % i
+    lines = proxy.log_lines(wait_for=3)
+    assert [ln.endswith(f'"GET /ka{i} HTTP/1.0"') for i, ln in enumerate(lines)] == [True] * 3
+    assert all(seen.header(field) is None for seen in backends[0].requests)
 
 
 @pytest.mark.parametrize("path,status", [("/status/204", 204), ("/status/304", 304)])
