@@ -20,16 +20,20 @@ on = "cookie:JSESSIONID"`` and ``[ha.sync]``. Otherwise the configurations of be
    once A is past its own start-up resync, B is started empty and the time until B's ``show
    table`` counts them all is taken from B's launch, and from the first answer of its CLI. Weir
    also says how long its resync took (``show peers json``). B is restarted for each round.
-3. **Push cost.** Weir with sync on (A, with B as its peer) and off (C, the same configuration
-   without ``[ha.sync]``), each pinned to one CPU as in bench/throughput.py, under ``wrk``
-   keep-alive: every answer sets a new session, so every request learns, and with sync pushes, a
-   new entry (the worst case). Rounds alternate on and off; the ratio is the median over rounds of
-   on/off req/s. HAProxy is not measured here.
+3. **Push cost.** Sync on (A, with B as its peer) and off (C, the same configuration without
+   ``[ha.sync]``, or without HAProxy's ``peers``), each pinned to one CPU as in
+   bench/throughput.py, under ``wrk`` keep-alive: every answer sets a new session, so every
+   request learns, and with sync pushes, a new entry (the worst case). B runs on the CPU of wrk
+   and nginx (there are two), so its work receiving the updates slows the load generator too,
+   which a pair on two machines would not see. Rounds alternate on and off, Weir first, then
+   HAProxy measured the same way; per side, the median over rounds of on/off req/s (the judged
+   line) and of on/off CPU microseconds of the proxy per request (``bench.common.cpu_seconds``:
+   what pushing costs the proxy itself, whatever B does to wrk).
 
 Output: a table per measurement, then the summary lines, the last one::
 
     sync: lag median weir/haproxy R (p99 R); resync 100000: weir X s, haproxy Y s; push cost:
-    sync on/off req/s R
+    sync on/off req/s R (haproxy R), cpu/request R (haproxy R)
 
     .venv/bin/python -m bench.sync [--only lag,resync,cost] [--rounds 3] [--duration 10] ...
 
@@ -173,21 +177,23 @@ def haproxy_node(
     directory: Path,
     backends: Sequence[Backend],
     name: str,
-    peer_ports: dict[str, int],
+    peer_ports: dict[str, int] | None,
 ) -> Node:
+    """A HAProxy node; ``peer_ports`` (its own name and its peers') adds the ``peers`` section."""
     port = free_port()
     sock = directory / f"haproxy-{name}.sock"
-    peers = "".join(f"    peer {p} 127.0.0.1:{pp}\n" for p, pp in peer_ports.items())
     config = (
         haproxy_config(port, backends)
-        + "    stick-table type string len 32 size 1m expire 30m peers mesh\n"
-        "    stick store-response res.cook(JSESSIONID)\n"
+        + "    stick-table type string len 32 size 1m expire 30m"
+        + (" peers mesh\n" if peer_ports is not None else "\n")
+        + "    stick store-response res.cook(JSESSIONID)\n"
         "    stick match req.cook(JSESSIONID)\n"
         "global\n"
-        f"    localpeer {name}\n"
         f"    stats socket {sock} level admin\n"
-        f"peers mesh\n{peers}"
     )
+    if peer_ports is not None:
+        peers = "".join(f"    peer {p} 127.0.0.1:{pp}\n" for p, pp in peer_ports.items())
+        config += f"    localpeer {name}\npeers mesh\n{peers}"
     cfg = directory / f"haproxy-{name}.cfg"
     cfg.write_text(config)
     argv = [find_tool("haproxy"), "-db", "-f", str(cfg)]
@@ -611,6 +617,7 @@ def resync_lines(results: dict[str, list[ResyncRound]], entries: int) -> tuple[l
 
 @dataclass
 class CostRound:
+    side: str
     sync: bool
     rps: float
     cpu_pct: float
@@ -620,83 +627,113 @@ class CostRound:
 @dataclass
 class CostResult:
     rounds: list[CostRound] = field(default_factory=list)
-    peer: dict = field(default_factory=dict)  # a's view of b at the end (show peers json)
+    peer: dict = field(default_factory=dict)  # weir a's view of b at the end (show peers json)
+
+    def of(self, side: str, sync: bool) -> list[CostRound]:
+        return [r for r in self.rounds if r.side == side and r.sync == sync]
+
+
+def cost_nodes(sub: Path, backends, weir: str, side: str) -> tuple[Node, Node, Node]:
+    """Sync on (a, with b as its peer), its peer b, and sync off (c) of one side."""
+    peer_ports = {"a": free_port(), "b": free_port()}
+    if side == "weir":
+        return (
+            weir_node(sub, backends, weir, "a", peer_ports),
+            weir_node(sub, backends, weir, "b", peer_ports),
+            weir_node(sub, backends, weir, "c", None),
+        )
+    return (
+        haproxy_node(sub, backends, "a", peer_ports),
+        haproxy_node(sub, backends, "b", peer_ports),
+        haproxy_node(sub, backends, "c", None),
+    )
 
 
 def run_cost(procs: Processes, directory: Path, backends, weir: str, args) -> CostResult:
     wrk = find_tool("wrk")
     cpus = cpu_split(pin=not args.no_pin)
     print(f"push cost: wrk -t1 -c{args.connections} -d{args.duration}s, {cpus.describe()}")
-    sub = directory / "cost"
-    sub.mkdir()
-    peer_ports = {"a": free_port(), "b": free_port()}
-    on = weir_node(sub, backends, weir, "a", peer_ports)
-    receiver = weir_node(sub, backends, weir, "b", peer_ports)
-    off = weir_node(sub, backends, weir, "c", None)
-    start(procs, receiver, cpus.load)
-    start(procs, on, cpus.proxy)
-    start(procs, off, cpus.proxy)
-    cli = cli_when_up(receiver.cli, receiver.process)
-    conn = http.client.HTTPConnection("127.0.0.1", on.port, timeout=5)
-    try:
-        wait_visible(cli, new_session(conn, "weir"), on)
-    finally:
-        conn.close()
-        cli.close()
     result = CostResult()
-    for node in (on, off):
-        run_wrk(wrk, node.proxy(), max(1, args.duration // 5), args.connections, cpus.load)
-    for round_no in range(1, args.rounds + 1):
-        order = (on, off) if round_no % 2 else (off, on)
-        for node in order:
-            measured = run_wrk(wrk, node.proxy(), args.duration, args.connections, cpus.load)
-            procs.ensure_running(node.process)
-            rps = measured.wrk.rps
-            us = measured.cpu_pct / 100 / rps * 1e6 if rps else float("nan")
-            result.rounds.append(CostRound(node is on, rps, measured.cpu_pct, us))
-            print(
-                f"cost round {round_no}/{args.rounds} sync {'on ' if node is on else 'off'} "
-                f"{rps:8.0f} req/s  proxy cpu {measured.cpu_pct:.0f}%  {us:.1f} us cpu/request",
-                flush=True,
-            )
-    cli = Cli(on.cli)
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # the peer catches up once the load stops
-            result.peer = json.loads(cli.ask("show peers json"))["peers"][0]
-            if result.peer["tables"][0]["lag"] == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    finally:
-        cli.close()
-    for node in (on, off, receiver):
-        procs.stop(node.process)
+    for side in ("weir", "haproxy"):
+        sub = directory / f"cost-{side}"
+        sub.mkdir()
+        on, receiver, off = cost_nodes(sub, backends, weir, side)
+        start(procs, receiver, cpus.load)
+        start(procs, on, cpus.proxy)
+        start(procs, off, cpus.proxy)
+        cli = cli_when_up(receiver.cli, receiver.process)
+        conn = http.client.HTTPConnection("127.0.0.1", on.port, timeout=5)
+        try:
+            wait_visible(cli, new_session(conn, side), on)
+        finally:
+            conn.close()
+            cli.close()
+        for node in (on, off):
+            run_wrk(wrk, node.proxy(), max(1, args.duration // 5), args.connections, cpus.load)
+        for round_no in range(1, args.rounds + 1):
+            order = (on, off) if round_no % 2 else (off, on)
+            for node in order:
+                measured = run_wrk(wrk, node.proxy(), args.duration, args.connections, cpus.load)
+                procs.ensure_running(node.process)
+                rps = measured.wrk.rps
+                us = measured.cpu_pct / 100 / rps * 1e6 if rps else float("nan")
+                result.rounds.append(CostRound(side, node is on, rps, measured.cpu_pct, us))
+                print(
+                    f"cost round {round_no}/{args.rounds} {side:<8} sync "
+                    f"{'on ' if node is on else 'off'} {rps:8.0f} req/s  proxy cpu "
+                    f"{measured.cpu_pct:.0f}%  {us:.1f} us cpu/request",
+                    flush=True,
+                )
+        if side == "weir":
+            cli = Cli(on.cli)
+            try:
+                deadline = time.monotonic() + 10
+                while True:  # the peer catches up once the load stops
+                    result.peer = json.loads(cli.ask("show peers json"))["peers"][0]
+                    if result.peer["tables"][0]["lag"] == 0 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+            finally:
+                cli.close()
+        for node in (on, off, receiver):
+            procs.stop(node.process)
     return result
 
 
 def cost_lines(result: CostResult) -> tuple[list[str], str]:
-    on = [r for r in result.rounds if r.sync]
-    off = [r for r in result.rounds if not r.sync]
-    ratio = statistics.median(a.rps / b.rps for a, b in zip(on, off, strict=True))
-    table = result.peer["tables"][0]
     lines = [
         "",
-        "push cost (every answer learns a new entry; medians):",
-        f"{'weir':<10}{'req/s':>10}{'cpu %':>8}{'us cpu/req':>12}",
+        "push cost (every answer learns a new entry; medians; the peer b shares wrk's CPU):",
+        f"{'':<18}{'req/s':>10}{'cpu %':>8}{'us cpu/req':>12}",
     ]
-    for name, rounds in (("sync on", on), ("sync off", off)):
-        lines.append(
-            f"{name:<10}{statistics.median(r.rps for r in rounds):>10.0f}"
-            f"{statistics.median(r.cpu_pct for r in rounds):>8.0f}"
-            f"{statistics.median(r.us_per_request for r in rounds):>12.1f}"
+    ratios, cpu_ratios = {}, {}
+    for side in ("weir", "haproxy"):
+        on, off = result.of(side, True), result.of(side, False)
+        for name, rounds in (("sync on", on), ("sync off", off)):
+            lines.append(
+                f"{side + ' ' + name:<18}{statistics.median(r.rps for r in rounds):>10.0f}"
+                f"{statistics.median(r.cpu_pct for r in rounds):>8.0f}"
+                f"{statistics.median(r.us_per_request for r in rounds):>12.1f}"
+            )
+        ratios[side] = statistics.median(a.rps / b.rps for a, b in zip(on, off, strict=True))
+        cpu_ratios[side] = statistics.median(
+            a.us_per_request / b.us_per_request for a, b in zip(on, off, strict=True)
         )
+    table = result.peer["tables"][0]
     lines.append(
-        f"(sync on: {result.peer['updates_sent']} updates pushed to b, {table['acked']} of "
+        f"(weir sync on: {result.peer['updates_sent']} updates pushed to b, {table['acked']} of "
         f"{table['local_update']} acknowledged, lag {table['lag']} after the load; "
         f"errors {result.peer['errors'] or 'none'})"
     )
-    lines.append(f"weir sync on/off req/s ratio: {ratio:.2f} (median of {len(on)})")
-    return lines, f"push cost: sync on/off req/s {ratio:.2f}"
+    for side in ("weir", "haproxy"):
+        lines.append(
+            f"{side} sync on/off: req/s ratio {ratios[side]:.2f}, cpu us/request ratio "
+            f"{cpu_ratios[side]:.2f} (median of {len(result.of(side, True))})"
+        )
+    return lines, (
+        f"push cost: sync on/off req/s {ratios['weir']:.2f} (haproxy {ratios['haproxy']:.2f}), "
+        f"cpu/request {cpu_ratios['weir']:.2f} (haproxy {cpu_ratios['haproxy']:.2f})"
+    )
 
 
 # -- the benchmark -----------------------------------------------------------------------------

@@ -535,6 +535,7 @@ class Decoder:
         self.current_table: int | None = None
         self._last_ids: dict[int, int] = {}
         self._skipped: set[int] = set()
+        self._layouts: dict[int, _Layout] = {}  # table id -> how its updates are laid out
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos and self._pos >= len(self._buffer) // 2:
@@ -616,12 +617,15 @@ class Decoder:
         if msg_type < 0x80:
             self._pos = pos + 2
             return self._short_message(msg_class, msg_type)
-        end = min(len(buf), pos + 2 + MAX_LENGTH_BYTES)
-        if not _varint_complete(buf, pos + 2, end):
-            if end - (pos + 2) >= MAX_LENGTH_BYTES:
-                raise ProtocolError(f"message length longer than {MAX_LENGTH_BYTES} bytes")
-            return None
-        length, start = decode_varint(buf, pos + 2, end, MAX_LENGTH_BYTES)
+        if available >= 3 and buf[pos + 2] < 0xF0:  # a one-byte length: most messages
+            length, start = buf[pos + 2], pos + 3
+        else:
+            end = min(len(buf), pos + 2 + MAX_LENGTH_BYTES)
+            if not _varint_complete(buf, pos + 2, end):
+                if end - (pos + 2) >= MAX_LENGTH_BYTES:
+                    raise ProtocolError(f"message length longer than {MAX_LENGTH_BYTES} bytes")
+                return None
+            length, start = decode_varint(buf, pos + 2, end, MAX_LENGTH_BYTES)
         if length > self.max_message_size:
             raise ProtocolError(
                 f"message of {length} bytes, above the limit of {self.max_message_size}",
@@ -648,6 +652,7 @@ class Decoder:
             if self.definitions.get(definition.table_id) != definition:
                 self._skipped.discard(definition.table_id)
             self.definitions[definition.table_id] = definition
+            self._layouts[definition.table_id] = _Layout(definition)
             self.current_table = definition.table_id
             return definition
         if msg_type == StickTableType.SWITCH:
@@ -662,31 +667,72 @@ class Decoder:
         return UnknownMessage(msg_class, msg_type, payload)
 
     def _update(self, msg_type: int, payload: bytes) -> Update | SkippedUpdate:
-        reader = _Reader(payload, "update")
-        full = msg_type in (StickTableType.UPDATE, StickTableType.TIMED_UPDATE)
+        full = msg_type in _FULL_UPDATES
         table_id = self.current_table
         if table_id is None:
-            return SkippedUpdate(None, reader.u32() if full else None)
-        update_id = reader.u32() if full else (self._last_ids.get(table_id, 0) + 1) & _U32
+            return SkippedUpdate(None, _Reader(payload, "update").u32() if full else None)
+        if full:
+            if len(payload) < 4:
+                _Reader(payload, "update").u32()  # raises, saying what was missing
+            update_id = int.from_bytes(payload[:4], "big")
+            pos = 4
+        else:
+            update_id = (self._last_ids.get(table_id, 0) + 1) & _U32
+            pos = 0
         self._last_ids[table_id] = update_id
         if table_id in self._skipped:
             return SkippedUpdate(table_id, update_id)
-        definition = self.definitions[table_id]
-        problem = definition.layout_problem()
-        if problem is not None:
-            raise ProtocolError(f"update for table {definition.name!r}: {problem}")
-        timed = msg_type in (StickTableType.TIMED_UPDATE, StickTableType.INCREMENTAL_TIMED_UPDATE)
+        layout = self._layouts[table_id]
+        if layout.problem is not None:
+            raise ProtocolError(f"update for table {layout.definition.name!r}: {layout.problem}")
+        timed = msg_type in _TIMED_UPDATES
+        if layout.string_and_server_id:
+            # The usual update (a string key, then a one-byte server id), read without a
+            # _Reader; anything else, including a message cut short, takes the general path.
+            end = len(payload)
+            start = pos + 4 if timed else pos
+            if start < end:
+                length = payload[start]
+                if length < 0xF0 and start + 1 + length == end - 1 and payload[-1] < 0xF0:
+                    expire_ms = int.from_bytes(payload[pos:start], "big") if timed else None
+                    key = payload[start + 1 : end - 1]
+                    return Update(table_id, update_id, key, payload[-1], expire_ms)
+        reader = _Reader(payload, "update")
+        reader.pos = pos
         expire_ms = reader.u32() if timed else None
-        key = _decode_key(reader, definition)
+        key = _decode_key(reader, layout.definition)
         server_id = None
-        sizes = {p.data_type: p.array_size for p in definition.params}
-        for data_type in definition.data_types:
+        for data_type, count, kind in layout.values:
             if data_type == DataType.SERVER_ID:
                 server_id = reader.varint()
             else:
-                for _ in range(sizes.get(data_type) or 1):
-                    _skip_value(reader, _VALUE_KIND[data_type])
+                for _ in range(count):
+                    _skip_value(reader, kind)
         return Update(table_id, update_id, key, server_id, expire_ms)
+
+
+class _Layout:
+    """How the updates of one defined table are read, worked out once per definition rather
+    than for every update (a full resync is 100,000 of them)."""
+
+    __slots__ = ("definition", "problem", "string_and_server_id", "values")
+
+    def __init__(self, definition: TableDefinition) -> None:
+        self.definition = definition
+        self.problem = definition.layout_problem()
+        sizes = {p.data_type: p.array_size for p in definition.params}
+        self.values: tuple[tuple[int, int, str], ...] = ()
+        if self.problem is None:
+            self.values = tuple(
+                (t, sizes.get(t) or 1, _VALUE_KIND[t]) for t in definition.data_types
+            )
+        self.string_and_server_id = self.problem is None and (
+            definition.key_type == KeyType.STRING and definition.data_types == (DataType.SERVER_ID,)
+        )
+
+
+_FULL_UPDATES = frozenset((StickTableType.UPDATE, StickTableType.TIMED_UPDATE))
+_TIMED_UPDATES = frozenset((StickTableType.TIMED_UPDATE, StickTableType.INCREMENTAL_TIMED_UPDATE))
 
 
 def _varint_complete(buf: bytearray, start: int, end: int) -> bool:
@@ -867,10 +913,12 @@ class Encoder:
         definition = self._definitions.get(update.table_id)
         if definition is None:
             raise ValueError(f"update for undefined table id {update.table_id}")
-        if set(definition.data_types) - {DataType.SERVER_ID}:
-            raise ValueError(f"table {definition.name!r}: only server_id can be encoded")
-        has_server = DataType.SERVER_ID in definition.data_types
-        if has_server != (update.server_id is not None):
+        if definition.data_types != _SERVER_ID_ONLY:
+            if set(definition.data_types) - {DataType.SERVER_ID}:
+                raise ValueError(f"table {definition.name!r}: only server_id can be encoded")
+            if update.server_id is not None:  # the definition declares no data
+                raise ValueError(f"table {definition.name!r}: server_id must match the definition")
+        elif update.server_id is None:
             raise ValueError(f"table {definition.name!r}: server_id must match the definition")
         prefix = b""
         if self._current != update.table_id:
@@ -880,22 +928,27 @@ class Encoder:
         last = self._last_ids.get(update.table_id)
         incremental = self.incremental and last is not None and update_id == (last + 1) & _U32
         self._last_ids[update.table_id] = update_id
-        timed = update.expire_ms is not None
-        parts = [] if incremental else [update_id.to_bytes(4, "big")]
+        expire_ms = update.expire_ms
+        timed = expire_ms is not None
+        payload = b"" if incremental else update_id.to_bytes(4, "big")
         if timed:
-            if not 0 <= update.expire_ms <= _U32:
-                raise ValueError(f"expiry out of range: {update.expire_ms}")
-            parts.append(update.expire_ms.to_bytes(4, "big"))
-        parts.append(_encode_key(definition, update.key))
-        if update.server_id is not None:
-            parts.append(encode_varint(update.server_id))
-        msg_type = (
-            (
-                StickTableType.INCREMENTAL_TIMED_UPDATE
-                if timed
-                else StickTableType.INCREMENTAL_UPDATE
-            )
-            if incremental
-            else (StickTableType.TIMED_UPDATE if timed else StickTableType.UPDATE)
-        )
-        return prefix + _frame(msg_type, b"".join(parts))
+            if not 0 <= expire_ms <= _U32:
+                raise ValueError(f"expiry out of range: {expire_ms}")
+            payload += expire_ms.to_bytes(4, "big")
+        payload += _encode_key(definition, update.key)
+        server_id = update.server_id
+        if server_id is not None:
+            payload += bytes((server_id,)) if 0 <= server_id < 0xF0 else encode_varint(server_id)
+        msg_type = _UPDATE_TYPES[incremental, timed]
+        if len(payload) < 0xF0:  # _frame, for the usual one-byte length
+            return prefix + bytes((MessageClass.STICK_TABLE, msg_type, len(payload))) + payload
+        return prefix + _frame(msg_type, payload)
+
+
+_SERVER_ID_ONLY = (DataType.SERVER_ID,)
+_UPDATE_TYPES = {
+    (False, False): StickTableType.UPDATE,
+    (False, True): StickTableType.TIMED_UPDATE,
+    (True, False): StickTableType.INCREMENTAL_UPDATE,
+    (True, True): StickTableType.INCREMENTAL_TIMED_UPDATE,
+}

@@ -13,12 +13,16 @@ sans-io sessions of ``session.py``, which decide everything else. What it adds, 
 - **Reconnects** after a session ends: a random 50..2050 ms; after failed attempts, a jittered
   exponential backoff up to 5 s (HAProxy retries every 5 s). A 502 answer is retried at once with
   protocol 2.0.
-- **Pushing as changes happen.** Each stick table calls ``on_local_change`` when its change log
-  grows, and the update is written to every established peer at once, before the proxy forwards
-  the response it learned from: whoever holds a session cookie, the peers were sent its entry
-  first (a kill -9 right after cannot lose it, docs/sync.md "Proof"). A push step writes at most
-  ``PUSH_BATCH`` updates and yields to the loop; a session catching up a backlog gets the new
-  update with the rest.
+- **Pushing as changes happen, in order with the responses.** Each stick table calls
+  ``on_local_change`` when its change log grows. The first change of a loop iteration enrolls the
+  service in the loop's ``SendQueue`` (appliance/proxy/outbox.py), which sends what the proxy's
+  connections hold at the end of the iteration, in the order they were enrolled. The proxy learns
+  an entry from a response before it forwards that response, so the service is enrolled before
+  the client's outbox: every update of the iteration is written to each peer in one write, and
+  before the responses they were learned from (a kill -9 right after cannot lose a session whose
+  cookie the client received, docs/sync.md "Proof"). Pushing at the next loop turn instead lost
+  sessions in the drill. A push step writes at most ``PUSH_BATCH`` updates and yields to the
+  loop; a session catching up a backlog gets the new update with the rest.
 - **Backpressure.** Writes stop while a peer's socket buffer is above ``HIGH_WATER`` (nothing
   queues in memory: the change log is the queue); a peer that does not read for 5 s is cut.
 - **TLS**, when ``tls_cert``/``tls_key``/``tls_ca`` are set: both sides present a certificate and
@@ -42,6 +46,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from appliance.proxy.frontend import listen_socket
+from appliance.proxy.outbox import Outbox, send_queue
 from ha.sync.codec import KeyType, TableDefinition
 from ha.sync.session import (
     Close,
@@ -177,6 +182,25 @@ class PeerConnection(asyncio.Protocol):
         self.run(PushRequested())
 
 
+class PushAtSend:
+    """What the service enrolls in the loop's ``SendQueue``: it stands where an outbox's
+    transport would, and the queue's ``write`` of the held marker pushes to every peer."""
+
+    __slots__ = ("service",)
+
+    def __init__(self, service: SyncService) -> None:
+        self.service = service
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.service.push_all()
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        self.service.push_all()
+
+
 class PeerLink:
     """A configured peer: its state, its current session, and when to connect next."""
 
@@ -216,6 +240,8 @@ class SyncService:
         self._timer: asyncio.TimerHandle | None = None
         self._connecting: set[asyncio.Task] = set()
         self.stopping = False
+        self._push_due = False
+        self._outbox = Outbox(PushAtSend(self), send_queue(loop))  # type: ignore[arg-type]
         self.refresh_tables()
 
     # -- life cycle
@@ -299,10 +325,16 @@ class SyncService:
         return self.tables
 
     def _changed(self) -> None:
-        # At once, not at the next loop iteration: the proxy learns an entry from a response
-        # before it forwards that response, so the update is in the kernel's buffer towards each
-        # peer before the client can hold the session. A session still catching up (a push step
-        # is already scheduled) sends it with the rest.
+        # Enrolled on the first change of the iteration, before the outbox of the response the
+        # entry was learned from: the queue writes to the peers first (module docstring).
+        if not self._push_due:
+            self._push_due = True
+            self._outbox.write(b"")
+
+    def push_all(self) -> None:
+        """Write what changed to every established peer (the send queue calls this). A session
+        still catching up (a push step is already scheduled) sends it with the rest."""
+        self._push_due = False
         for conn in list(self.connections):
             if conn.session.state is State.ESTABLISHED and not conn._more:
                 conn.run(PushRequested())

@@ -471,6 +471,11 @@ class PeerSession:
                 return
             if message is None:
                 break
+            if type(message) is Update and self.state is State.ESTABLISHED:
+                # The bulk of a resync: what _classify and _dispatch would do, without them.
+                self.last_received_at = self.peer.last_message = self.now  # type: ignore[union-attr]
+                self._on_update(message, actions)
+                continue
             self._dispatch(self._classify(message), message, actions)
         if self.state is State.ESTABLISHED:
             self._push(actions)

@@ -36,12 +36,14 @@ def test_every_part_runs_and_ends_with_the_summary_line(capsys) -> None:
         assert len([line for line in out if re.fullmatch(rf"{side}( +[\d.%-]+)+", line)]) == 2, out
     assert any(line.startswith("weir/haproxy lag ratio: median ") for line in out), out
     assert any(line.startswith("resync 300: weir ") for line in out), out
-    assert any(line.startswith("weir sync on/off req/s ratio: ") for line in out), out
+    for side in ("weir", "haproxy"):
+        assert any(line.startswith(f"{side} sync on/off: req/s ratio ") for line in out), out
     pushed = re.search(r"(\d+) of (\d+) acknowledged", "\n".join(out))
     assert pushed and pushed.group(1) == pushed.group(2) != "0", out  # b acknowledged every push
     assert re.fullmatch(
         r"sync: lag median weir/haproxy [\d.]+ \(p99 [\d.]+\); "
-        r"resync 300: weir [\d.]+ s, haproxy [\d.]+ s; push cost: sync on/off req/s [\d.]+",
+        r"resync 300: weir [\d.]+ s, haproxy [\d.]+ s; push cost: sync on/off req/s [\d.]+ "
+        r"\(haproxy [\d.]+\), cpu/request [\d.]+ \(haproxy [\d.]+\)",
         out[-1],
     ), out[-1]
 

@@ -1,10 +1,13 @@
-"""A learned entry is written to the peers inside the learn, before the proxy can forward the
-response it came from (docs/sync.md, "Proof"): the sync service against a scripted peer on
-127.0.0.1 that reads the socket without giving the event loop a turn.
+"""A learned entry is written to the peers before the proxy forwards the response it came from
+(docs/sync.md, "Proof"): the sync service against a scripted peer on 127.0.0.1.
 
-Had the push waited for the next loop iteration, a kill -9 between the response and the push
-would lose an entry whose client already holds the session; the takeover drill
-(tests/lab/test_sync_drill.py) saw it happen once in 54 kills at a new session.
+The proxy sends what it has for its connections at the end of the loop iteration
+(appliance/proxy/outbox.py); the service enrolls in the same send queue at the first learn of an
+iteration, before the response's outbox, so the queue writes every update of the iteration to
+the peer first, in one write. Had the update waited for the next loop iteration instead, a kill
+-9 between the response and the push would lose an entry whose client already holds the
+session; the takeover drill (tests/lab/test_sync_drill.py) saw it happen once in 54 kills at a
+new session.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pytest
 
 from appliance.config.model import Address, SyncConfig, SyncPeer
 from appliance.persist.table import StickTable
+from appliance.proxy.outbox import HOLD_MAX, Outbox, send_queue
 from ha.sync.service import SyncService
 from ha.sync.session import State
 from tests.support.proxy import free_port
@@ -64,20 +68,113 @@ async def established_with_a_scripted_peer() -> tuple[SyncService, StickTable, s
     return service, table, peer
 
 
-def test_a_learned_entry_is_on_the_wire_before_the_learn_returns() -> None:
+def drain(peer: socket.socket) -> bytes:
+    """What the scripted peer's socket holds right now, without waiting."""
+    data = b""
+    while True:
+        try:
+            chunk = peer.recv(65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+class ResponseWatch:
+    """A client connection's transport (a real one) that notes, at the moment the response is
+    handed to it, what the scripted peer had already received."""
+
+    def __init__(self, transport: asyncio.Transport, peer: socket.socket) -> None:
+        self.transport = transport
+        self.peer = peer
+        self.peer_had: bytes | None = None
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        self.peer_had = drain(self.peer)
+        self.transport.write(data)
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        self.write(b"".join(chunks))
+
+
+async def client_transport() -> tuple[asyncio.Transport, socket.socket]:
+    """A real transport on one end of a socket pair (the client's connection), and the other end."""
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().create_unix_connection(
+        asyncio.Protocol, sock=ours
+    )
+    return transport, theirs
+
+
+def keys(n: int) -> list[bytes]:
+    return [b"%032x" % (0xABC000 + i) for i in range(n)]
+
+
+@pytest.mark.parametrize("learns", [1, 3])
+def test_the_updates_of_an_iteration_reach_the_peer_before_the_responses(learns: int) -> None:
     async def scenario() -> None:
         service, table, peer = await established_with_a_scripted_peer()
+        transport, client = await client_transport()
+        loop = asyncio.get_running_loop()
+        other, other_client = await client_transport()
+        watch = ResponseWatch(transport, peer)
+        outbox = Outbox(watch, send_queue(loop))  # type: ignore[arg-type]
         try:
-            table.learn(KEY, 2)
-            # No await since the learn: the loop has not had a turn.
-            try:
-                sent = peer.recv(65536)
-            except BlockingIOError:
-                pytest.fail("the update was not written during the learn")
-            assert KEY in sent, sent
-            table.learn(KEY[::-1], 1)
-            assert KEY[::-1] in peer.recv(65536)
+            # One loop iteration: another connection's data is already held (the queue's send is
+            # scheduled), then the proxy learns from each response and forwards it.
+            Outbox(other, send_queue(loop)).write(b"another answer")  # type: ignore[arg-type]
+            for key in keys(learns):
+                table.learn(key, 2)
+                outbox.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: JSESSIONID=%b\r\n\r\n" % key)
+            assert drain(peer) == b"", "written before the end of the iteration: not batched"
+            for _ in range(100):
+                await asyncio.sleep(0)
+                if watch.peer_had is not None:
+                    break
+            assert watch.peer_had is not None, "the response was never sent"
+            for key in keys(learns):
+                assert key in watch.peer_had, (key, watch.peer_had)
+            assert service.links["lb2"].state.updates_sent == learns
+            assert client.recv(65536).startswith(b"HTTP/1.1 200 OK")
         finally:
+            for end in (transport, client, other, other_client):
+                end.close()
+            peer.close()
+            await service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_updates_go_first_when_the_queue_sends_in_the_middle_of_an_iteration() -> None:
+    """A full queue sends at once (outbox.HOLD_MAX): the service enrolled first goes first, and
+    a learn after that enrolls it again for the rest of the iteration."""
+
+    async def scenario() -> None:
+        service, table, peer = await established_with_a_scripted_peer()
+        loop = asyncio.get_running_loop()
+        pairs = [await client_transport() for _ in range(HOLD_MAX + 2)]
+        watches = [ResponseWatch(transport, peer) for transport, _ in pairs]
+        try:
+            for i, (key, watch) in enumerate(zip(keys(len(watches)), watches, strict=True)):
+                table.learn(key, 1)
+                Outbox(watch, send_queue(loop)).write(b"answer %d" % i)  # type: ignore[arg-type]
+            for _ in range(100):
+                await asyncio.sleep(0)
+                if all(w.peer_had is not None for w in watches):
+                    break
+            seen = b""
+            for key, watch in zip(keys(len(watches)), watches, strict=True):
+                assert watch.peer_had is not None
+                seen += watch.peer_had
+                assert key in seen, f"answer for {key!r} sent before its update"
+        finally:
+            for transport, client in pairs:
+                transport.close()
+                client.close()
             peer.close()
             await service.stop()
 
