@@ -38,12 +38,33 @@ HOLD_MAX = 64
 class SendQueue:
     """The outboxes of one event loop with data to send in this iteration."""
 
-    __slots__ = ("_loop", "_outboxes")
+    __slots__ = ("_first", "_loop", "_outboxes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Weak: the registry below maps each loop to its queue and must not keep it alive.
         self._loop = weakref.ref(loop)
         self._outboxes: list[Outbox] = []
+        self._first: Outbox | None = None
+
+    def enroll_first(self, outbox: Outbox) -> None:
+        """Enroll ``outbox`` ahead of every other, so that its data leaves before anything held
+        in this iteration, also before what an outbox's ``close`` sends at once. The sync service
+        (ha/sync) uses it: a learned entry must reach the peers before the response it was
+        learned from reaches the client."""
+        outboxes = self._outboxes
+        if not outboxes:
+            self._loop().call_soon(self.send_all)
+        outboxes.insert(0, outbox)
+        self._first = outbox
+
+    def send_first(self) -> None:
+        """Send what the outbox enrolled with ``enroll_first`` holds, now."""
+        first = self._first
+        self._first = None
+        if first is not None and first._held is not None:
+            held = first._held
+            first._held = None
+            first.transport.writelines(held)
 
     def enroll(self, outbox: Outbox) -> None:
         outboxes = self._outboxes
@@ -60,6 +81,7 @@ class SendQueue:
         if not outboxes:
             return
         self._outboxes = []
+        self._first = None
         for outbox in outboxes:  # in line, no method per outbox: this runs for every message
             held = outbox._held
             if held is None:
@@ -115,12 +137,22 @@ class Outbox:
         else:
             held.append(data)
 
+    def write_first(self, data: bytes) -> None:
+        """Like ``write``, but enrolled ahead of every other outbox (``SendQueue.enroll_first``)."""
+        if self._held is None:
+            self._held = [data]
+            self._queue.enroll_first(self)
+        else:
+            self._held.append(data)
+
     def writelines(self, chunks: Iterable[bytes]) -> None:
         for data in chunks:
             self.write(data)
 
     def close(self) -> None:
         """Send what is held, then close (the transport sends its own buffer first)."""
+        if self._queue._first is not None:
+            self._queue.send_first()  # what must precede this connection's last data
         held = self._held
         transport = self.transport
         if held is not None:

@@ -15,14 +15,14 @@ sans-io sessions of ``session.py``, which decide everything else. What it adds, 
   protocol 2.0.
 - **Pushing as changes happen, in order with the responses.** Each stick table calls
   ``on_local_change`` when its change log grows. The first change of a loop iteration enrolls the
-  service in the loop's ``SendQueue`` (appliance/proxy/outbox.py), which sends what the proxy's
-  connections hold at the end of the iteration, in the order they were enrolled. The proxy learns
-  an entry from a response before it forwards that response, so the service is enrolled before
-  the client's outbox: every update of the iteration is written to each peer in one write, and
-  before the responses they were learned from (a kill -9 right after cannot lose a session whose
-  cookie the client received, docs/sync.md "Proof"). Pushing at the next loop turn instead lost
-  sessions in the drill. A push step writes at most ``PUSH_BATCH`` updates and yields to the
-  loop; a session catching up a backlog gets the new update with the rest.
+  service at the head of the loop's ``SendQueue`` (appliance/proxy/outbox.py ``enroll_first``),
+  which sends what the proxy's connections hold at the end of the iteration, the head first; an
+  outbox closed earlier sends the head before its own data. So every update of the iteration is
+  written to each peer in one write, and before the responses they were learned from (a kill -9
+  right after cannot lose a session whose cookie the client received, docs/sync.md "Proof").
+  Pushing at the next loop turn instead lost sessions in the drill. A push step writes at most
+  ``PUSH_BATCH`` updates and yields to the loop; a session catching up a backlog gets the new
+  update with the rest.
 - **Backpressure.** Writes stop while a peer's socket buffer is above ``HIGH_WATER`` (nothing
   queues in memory: the change log is the queue); a peer that does not read for 5 s is cut.
 - **TLS**, when ``tls_cert``/``tls_key``/``tls_ca`` are set: both sides present a certificate and
@@ -329,7 +329,7 @@ class SyncService:
         # entry was learned from: the queue writes to the peers first (module docstring).
         if not self._push_due:
             self._push_due = True
-            self._outbox.write(b"")
+            self._outbox.write_first(b"")
 
     def push_all(self) -> None:
         """Write what changed to every established peer (the send queue calls this). A session

@@ -100,6 +100,9 @@ class ResponseWatch:
     def writelines(self, chunks: list[bytes]) -> None:
         self.write(b"".join(chunks))
 
+    def close(self) -> None:
+        self.transport.close()
+
 
 async def client_transport() -> tuple[asyncio.Transport, socket.socket]:
     """A real transport on one end of a socket pair (the client's connection), and the other end."""
@@ -175,6 +178,40 @@ def test_updates_go_first_when_the_queue_sends_in_the_middle_of_an_iteration() -
             for transport, client in pairs:
                 transport.close()
                 client.close()
+            peer.close()
+            await service.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("how", ["held before the learn", "closed after the response"])
+def test_updates_go_first_for_a_connection_held_earlier_or_closed(how: str) -> None:
+    """The service is enrolled at the head of the queue: a client connection that already had
+    data held in this iteration (a ``100 Continue``) is sent after the updates, and so is one
+    whose outbox is closed at once after its response (``Connection: close``)."""
+
+    async def scenario() -> None:
+        service, table, peer = await established_with_a_scripted_peer()
+        transport, client = await client_transport()
+        watch = ResponseWatch(transport, peer)
+        outbox = Outbox(watch, send_queue(asyncio.get_running_loop()))  # type: ignore[arg-type]
+        try:
+            key = keys(1)[0]
+            if how == "held before the learn":
+                outbox.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            table.learn(key, 2)
+            outbox.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: JSESSIONID=%b\r\n\r\n" % key)
+            if how == "closed after the response":
+                outbox.close()
+            for _ in range(100):
+                if watch.peer_had is not None:
+                    break
+                await asyncio.sleep(0)
+            assert watch.peer_had is not None, "the response was never sent"
+            assert key in watch.peer_had, watch.peer_had
+        finally:
+            transport.close()
+            client.close()
             peer.close()
             await service.stop()
 
