@@ -267,6 +267,9 @@ def parse(line: str) -> Command:
         raise CommandError("Empty command; 'help' lists the commands.")
     n = len(words)
     match words:
+        # First: the command a sync-lag poller sends in a tight loop (cases are tried in order).
+        case ["show" | "clear", "table", name] | ["show" | "clear", "table", name, "key", _]:
+            return Command(f"{words[0]} table", (name, *words[4:]))
         case ["help", *_]:
             return Command("help")
         case ["show", "info"] | ["show", "info", "json"]:
@@ -281,8 +284,6 @@ def parse(line: str) -> Command:
             return Command("show table")
         case ["show", "peers"] | ["show", "peers", "json"]:
             return Command("show peers", tuple(words[2:]))
-        case ["show" | "clear", "table", name] | ["show" | "clear", "table", name, "key", _]:
-            return Command(f"{words[0]} table", (name, *words[4:]))
         case ["set", "table", name, "key", key, *data]:
             return Command("set table", (name, key, _server_id_data(data)))
         case ["set", "table", *_]:
@@ -519,12 +520,15 @@ class RuntimeCommands:
             )
         backend = self._table_of(args[0])
         table = backend.persistence.table
-        out = [_table_header(table)]
+        header = _table_header(table)
         if len(args) > 1:
             entry = table.entry(_table_key(table, args[1]))
-            entries = [entry] if entry is not None else []
+            if entry is None:  # a poller waiting for a key asks this again and again
+                return header
+            entries = [entry]
         else:
             entries = list(table)
+        out = [header]
         for index, entry in enumerate(entries, 1):
             out.append(
                 f"0x{index:012x}: key={_show_key(entry.key)} use=0 "

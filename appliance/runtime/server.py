@@ -142,6 +142,8 @@ class RuntimeClient(asyncio.Protocol):
         self.session = CliSession(self._answer)
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.active = 0.0  # loop time of the client's last bytes
+        self.armed_for = 0.0  # the idle timeout the running timer counts
 
     def _answer(self, line: str) -> str:
         try:
@@ -181,9 +183,27 @@ class RuntimeClient(asyncio.Protocol):
             self._arm()
 
     def _arm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(self.session.timeout, self.close)
+        """Note the client's activity; start a timer only if none runs for this timeout.
+
+        Re-arming a timer per command (cancel, then schedule) cost more than the rest of
+        the socket path on a busy prompt-mode connection. Instead the one timer, when it
+        fires, looks at the last activity and sleeps again for what is left.
+        """
+        self.active = self.loop.time()
+        timeout = self.session.timeout
+        if self.timer is None or timeout != self.armed_for:  # new, or ``set timeout cli``
+            if self.timer is not None:
+                self.timer.cancel()
+            self.armed_for = timeout
+            self.timer = self.loop.call_at(self.active + timeout, self._idle)
+
+    def _idle(self) -> None:
+        deadline = self.active + self.armed_for
+        if self.loop.time() < deadline:
+            self.timer = self.loop.call_at(deadline, self._idle)
+        else:
+            self.timer = None
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None:

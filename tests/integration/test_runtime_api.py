@@ -251,3 +251,29 @@ def test_weir_ctl(sticky):
     assert missing.returncode == 2
     assert missing.stderr.startswith("weir ctl: no runtime socket at ")
     assert "Traceback" not in missing.stderr
+
+
+def test_idle_timeout_counts_from_the_last_command(sticky):
+    """The idle timer is not re-armed per command: it must still measure from the last one."""
+    _, proxy = sticky
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(sock_path(proxy))
+        s.sendall(b"prompt\nset timeout cli 2\n")
+        data = b""
+        while data.count(b"> ") < 2:
+            chunk = s.recv(65536)
+            assert chunk, f"closed early: {data!r}"
+            data += chunk
+        busy_until = time.monotonic() + 5  # well past the 2 s timeout, in small steps
+        while time.monotonic() < busy_until:
+            time.sleep(0.25)
+            s.sendall(b"show table app key 192.0.2.1\n")
+            answer = b""
+            while not answer.endswith(b"> "):
+                chunk = s.recv(65536)
+                assert chunk, "closed while the client was active"
+                answer += chunk
+        start = time.monotonic()
+        assert s.recv(100) == b""  # closed for idleness
+        assert 1.0 < time.monotonic() - start < 5

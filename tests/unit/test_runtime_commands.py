@@ -317,3 +317,42 @@ def test_long_line_and_binary_close():
     s = CliSession(echo)
     out = s.feed(b"show \x1b[A\n")
     assert out.close and b"Binary data" in out.data
+
+
+def test_text_check_looks_at_control_bytes_only():
+    s = CliSession(echo)
+    s.feed(b"prompt\n")
+    # Tab, CR and non-ASCII text are fine: only control characters (and DEL) are binary.
+    out = s.feed("show\ttable caf\u00e9\r\n".encode())
+    assert not out.close and out.data == "answer to show\ttable caf\u00e9\n\n> ".encode()
+    assert s.feed(b"show \x7f\n").close
+    s = CliSession(echo)
+    assert s.feed(b"show \xc3\n").close  # a cut UTF-8 sequence
+
+
+def test_pipelined_lines_and_a_partial_one():
+    s = CliSession(echo)
+    s.feed(b"prompt\n")
+    out = s.feed(b"".join(b"c%d\n" % i for i in range(1000)) + b"par")
+    assert out.data == b"".join(b"answer to c%d\n\n> " % i for i in range(1000))
+    assert s.feed(b"tial\n").data == b"answer to partial\n\n> "
+    out = s.feed(b"a\nquit\nnever answered\n")
+    assert out.data == b"answer to a\n\n> " and out.close
+
+
+def test_long_line_after_complete_ones_answers_them_first():
+    s = CliSession(echo)
+    s.feed(b"prompt\n")
+    out = s.feed(b"a\n" + b"x" * (MAX_LINE + 1))
+    assert out.close
+    assert out.data.startswith(b"answer to a\n\n> ") and b"too long" in out.data
+
+
+def test_show_table_key_absent_and_present(proxy):
+    cmds = RuntimeCommands(proxy)
+    header = cmds.answer("show table app")
+    assert cmds.answer("show table app key 192.0.2.9") == header
+    assert cmds.answer("set table app key 192.0.2.9 data.server_id 1") == ""
+    shown = cmds.answer("show table app key 192.0.2.9")
+    assert shown.startswith("# table: app,") and "key=::ffff:192.0.2.9 use=0 " in shown
+    assert "server_id=1\n" in shown
