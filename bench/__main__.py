@@ -38,7 +38,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         benchmarks.append(("balance", [sys.executable, "-m", "bench.bench_balance"]))
     benchmarks.append(("sync", [sys.executable, "-m", "bench.sync", *weir]))
     if takeover.cannot_run() is None:
-        drills = ["--drills", str(args.drills), *weir]
+        # Also Weir with the takeover hint (docs/failover.md), a third side of the same run.
+        drills = ["--drills", str(args.drills), "--variant", "hint:hint_port = 7999", *weir]
         benchmarks.append(("takeover", [sys.executable, "-m", "bench.takeover", *drills]))
     return benchmarks
 

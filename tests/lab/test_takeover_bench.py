@@ -125,7 +125,13 @@ def test_make_bench_runs_the_drill_only_where_it_can(monkeypatch, capsys) -> Non
     args = argparse.Namespace(rounds=1, duration=1, weir=None, drills=3)
     monkeypatch.setattr(takeover, "cannot_run", lambda: None)
     name, command = bench_main.plan(args)[-1]
-    assert name == "takeover" and command[-3:] == ["bench.takeover", "--drills", "3"]
+    assert name == "takeover" and command[-5:] == [
+        "bench.takeover",
+        "--drills",
+        "3",
+        "--variant",
+        "hint:hint_port = 7999",
+    ]
     monkeypatch.setattr(takeover, "cannot_run", lambda: "the namespace lab needs root")
     assert "takeover" not in dict(bench_main.plan(args))
 
