@@ -10,17 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from appliance.cli import main
-from ha.lab import HOSTS, Lab, LabError, check_environment, existing_namespaces
+from ha.lab import HOSTS, Lab, existing_namespaces
+from tests.lab.marks import SKIP_REASON, needs_lab
 
 pytestmark = pytest.mark.lab
-
-try:
-    check_environment()
-    SKIP_REASON = ""
-except LabError as exc:
-    SKIP_REASON = f"lab tests: {exc}"
-
-needs_lab = pytest.mark.skipif(bool(SKIP_REASON), reason=SKIP_REASON or "ok")
 
 
 @pytest.fixture

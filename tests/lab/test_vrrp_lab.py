@@ -19,6 +19,7 @@ import pytest
 
 from appliance.cli import main
 from ha.lab import Lab
+from tests.lab.marks import needs_lab
 from tests.lab.vrrp import (
     VIP,
     WAIT,
@@ -27,7 +28,6 @@ from tests.lab.vrrp import (
     lab_fixture,
     mac_of,
     master_is,
-    needs_lab,
     wait_for,
 )
 

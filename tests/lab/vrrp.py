@@ -21,15 +21,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from ha.lab import Lab, LabError, check_environment
-
-try:
-    check_environment()
-    SKIP_REASON = ""
-except LabError as exc:
-    SKIP_REASON = f"lab tests: {exc}"
-
-needs_lab = pytest.mark.skipif(bool(SKIP_REASON), reason=SKIP_REASON or "ok")
+from ha.lab import Lab
+from tests.lab.marks import SKIP_REASON
 
 VIP = "198.18.0.100"
 WAIT = 10.0  # seconds: the bound on a wait at 100 ms advertisements (elections take < 1 s)
