@@ -40,6 +40,24 @@ def listen_socket(address: Address) -> socket.socket:
     return sock
 
 
+class Listening:
+    """A listener bound before the loop serves it (a port in use fails the start), then served:
+    ``sock`` from the bind, ``server`` once started. The runtime API, the metrics listener and the
+    sync service share this life cycle."""
+
+    sock: socket.socket | None
+    server: asyncio.AbstractServer | None
+
+    def close_listening(self) -> None:
+        """Stop listening: close the server if it was started, else the bound socket."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        elif self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+
 class Frontend:
     def __init__(self, config: FrontendConfig, proxy: Proxy, backend: Backend) -> None:
         self.name = config.name

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from appliance.proxy.frontend import listen_socket
+from appliance.proxy.frontend import Listening, listen_socket
 from appliance.runtime.prometheus import CONTENT_TYPE, render
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def response(
     return head if head_only else head + payload
 
 
-class MetricsListener:
+class MetricsListener(Listening):
     """Listens on ``address`` (None: not at all) and answers each client once."""
 
     def __init__(self, proxy: Proxy, address: Address | None) -> None:
@@ -114,12 +114,7 @@ class MetricsListener:
         return render(self.proxy)
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        elif self.sock is not None:
-            self.sock.close()
-        self.sock = None
+        self.close_listening()
         for client in list(self.clients):
             client.abort()
 

@@ -18,6 +18,7 @@ import socket
 import stat
 from typing import TYPE_CHECKING
 
+from appliance.proxy.frontend import Listening
 from appliance.runtime.commands import RuntimeCommands
 from appliance.runtime.session import CliSession
 
@@ -31,7 +32,7 @@ class RuntimeSocketBusy(Exception):
     """The runtime socket cannot be ours; the message is the one-line reason."""
 
 
-class RuntimeServer:
+class RuntimeServer(Listening):
     """Listens on the runtime socket and serves each client with a ``CliSession``."""
 
     def __init__(self, proxy: Proxy) -> None:
@@ -118,12 +119,7 @@ class RuntimeServer:
 
     def close(self) -> None:
         """Stop listening, drop the clients and remove the socket file (if still ours)."""
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        elif self.sock is not None:
-            self.sock.close()
-        self.sock = None
+        self.close_listening()
         for client in list(self.clients):
             client.close()
         if self._inode is not None:

@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from appliance.proxy.frontend import listen_socket
+from appliance.proxy.frontend import Listening, listen_socket
 from appliance.proxy.outbox import Outbox, send_queue
 from ha.sync.codec import KeyType, TableDefinition
 from ha.sync.session import (
@@ -212,7 +212,7 @@ class PeerLink:
         self.next_attempt = 0.0
 
 
-class SyncService:
+class SyncService(Listening):
     """The peers of ``[ha.sync]``, syncing the tables ``tables()`` lists (name, table, ids)."""
 
     def __init__(
@@ -273,12 +273,7 @@ class SyncService:
 
     def close(self) -> None:
         """Stop listening (a failed start, or the first step of ``stop``)."""
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        elif self.sock is not None:
-            self.sock.close()
-        self.sock = None
+        self.close_listening()
 
     async def stop(self) -> None:
         """Close every session and the listener; the tables stay as they are."""
