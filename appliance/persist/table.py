@@ -383,20 +383,31 @@ class StickTable:
         resumes in constant time; another starting id costs a walk from the nearer end of the
         log.
         """
+        public = self._public
+        return [
+            Change(uid, public(key), server_id, left)
+            for uid, key, server_id, left in self.log_since(update_id, limit, include_remote)
+        ]
+
+    def log_since(
+        self, update_id: int, limit: int = 1000, include_remote: bool = False
+    ) -> list[tuple[int, Key, int, float]]:
+        """``changes_since`` as plain tuples (update id, key, server id, seconds left), with the
+        key as the table stores it: bytes for a string key, an int for the other types. What
+        the sync push encodes, without an object per entry."""
         now = self._clock()
         uid, nxt, expires = self._uid, self._upd_next, self._expires
-        keys, server, public = self._keys, self._server, self._public
+        keys, server = self._keys, self._server
         lists = (self._local, self._learned) if include_remote else (self._local,)
         cursors = [self._seek(which, ends, update_id) for which, ends in enumerate(lists)]
         visited = [NIL] * len(lists)
-        changes: list[Change] = []
+        changes: list[tuple[int, Key, int, float]] = []
         if len(lists) == 1:
             slot = cursors[0]
             while slot != NIL and len(changes) < limit:
-                if expires[slot] > now:
-                    changes.append(
-                        Change(uid[slot], public(keys[slot]), server[slot], expires[slot] - now)
-                    )
+                left = expires[slot] - now
+                if left > 0:
+                    changes.append((uid[slot], keys[slot], server[slot], left))  # type: ignore[arg-type]
                 visited[0] = slot
                 slot = nxt[slot]
         else:
@@ -406,13 +417,12 @@ class StickTable:
                     break
                 which = min(live, key=lambda i: uid[cursors[i]])
                 slot = cursors[which]
-                if expires[slot] > now:
-                    changes.append(
-                        Change(uid[slot], public(keys[slot]), server[slot], expires[slot] - now)
-                    )
+                left = expires[slot] - now
+                if left > 0:
+                    changes.append((uid[slot], keys[slot], server[slot], left))  # type: ignore[arg-type]
                 visited[which] = slot
                 cursors[which] = nxt[slot]
-        self._remember(changes[-1].update_id if changes else update_id, visited)
+        self._remember(changes[-1][0] if changes else update_id, visited)
         return changes
 
     def _seek(self, which: int, ends: list[int], update_id: int) -> int:

@@ -29,6 +29,7 @@ answer with; nothing else escapes the decoder, whatever the bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -910,45 +911,106 @@ class Encoder:
         raise TypeError(f"cannot encode {message!r}")
 
     def _update(self, update: Update) -> bytes:
-        definition = self._definitions.get(update.table_id)
-        if definition is None:
-            raise ValueError(f"update for undefined table id {update.table_id}")
-        if definition.data_types != _SERVER_ID_ONLY:
-            if set(definition.data_types) - {DataType.SERVER_ID}:
-                raise ValueError(f"table {definition.name!r}: only server_id can be encoded")
-            if update.server_id is not None:  # the definition declares no data
-                raise ValueError(f"table {definition.name!r}: server_id must match the definition")
-        elif update.server_id is None:
-            raise ValueError(f"table {definition.name!r}: server_id must match the definition")
-        prefix = b""
-        if self._current != update.table_id:
-            prefix = _encode_definition(definition)
-            self._current = update.table_id
-        update_id = update.update_id & _U32
-        last = self._last_ids.get(update.table_id)
-        incremental = self.incremental and last is not None and update_id == (last + 1) & _U32
-        self._last_ids[update.table_id] = update_id
         expire_ms = update.expire_ms
-        timed = expire_ms is not None
-        payload = b"" if incremental else update_id.to_bytes(4, "big")
-        if timed:
-            if not 0 <= expire_ms <= _U32:
-                raise ValueError(f"expiry out of range: {expire_ms}")
-            payload += expire_ms.to_bytes(4, "big")
-        payload += _encode_key(definition, update.key)
-        server_id = update.server_id
-        if server_id is not None:
-            payload += bytes((server_id,)) if 0 <= server_id < 0xF0 else encode_varint(server_id)
-        msg_type = _UPDATE_TYPES[incremental, timed]
-        if len(payload) < 0xF0:  # _frame, for the usual one-byte length
-            return prefix + bytes((MessageClass.STICK_TABLE, msg_type, len(payload))) + payload
-        return prefix + _frame(msg_type, payload)
+        if expire_ms is not None and not 0 <= expire_ms <= _U32:
+            raise ValueError(f"expiry out of range: {expire_ms}")
+        change = (update.update_id, update.key, update.server_id, expire_ms or 0)
+        return self.updates(update.table_id, (change,), timed=expire_ms is not None, ms_per_unit=1)
+
+    def updates(
+        self,
+        table_id: int,
+        changes: Iterable[tuple[int, object, int | None, float]],
+        *,
+        timed: bool,
+        ms_per_unit: float = 1000.0,
+    ) -> bytes:
+        """Update messages for the table ``table_id``, in order, as ``encode(Update(...))`` of each
+        would write them, without an object per update (the push of every learned entry, and a
+        full resync, go through here).
+
+        Each change is (update id, key, server id, life left): the key as an ``Update`` carries it
+        or as a stick table stores it (an int for ipv4 and ipv6 keys); the life left in units of
+        ``ms_per_unit`` milliseconds (seconds by default), written when ``timed``, clamped to
+        the wire's 32-bit range.
+        """
+        definition = self._definitions.get(table_id)
+        if definition is None:
+            raise ValueError(f"update for undefined table id {table_id}")
+        with_server = definition.data_types == _SERVER_ID_ONLY
+        if not with_server and definition.data_types:
+            raise ValueError(f"table {definition.name!r}: only server_id can be encoded")
+        key_type = definition.key_type
+        fixed = _FIXED_KEYS.get(key_type)
+        string = key_type == KeyType.STRING
+        types = _UPDATE_TYPES[timed]
+        heads = _HEADS[timed]
+        out: list[bytes] = []
+        if self._current != table_id:
+            out.append(_encode_definition(definition))
+            self._current = table_id
+        last = self._last_ids.get(table_id)
+        incremental = self.incremental
+        for update_id, key, server_id, left in changes:
+            if string:
+                if type(key) is not bytes:
+                    raise ValueError(f"table {definition.name!r}: key {key!r} is not bytes")
+                size = len(key)
+                payload = (_BYTES[size] if size < 0xF0 else encode_varint(size)) + key
+            elif fixed is not None:
+                payload = _fixed_key(definition, key, fixed)
+            else:
+                payload = _encode_key(definition, key)
+            if (server_id is not None) is not with_server:
+                raise ValueError(f"table {definition.name!r}: server_id must match the definition")
+            if server_id is not None:
+                payload += _BYTES[server_id] if 0 <= server_id < 0xF0 else encode_varint(server_id)
+            if timed:
+                ms = int(left * ms_per_unit)
+                if not 0 <= ms <= _U32:
+                    ms = 0 if ms < 0 else _U32
+                payload = ms.to_bytes(4, "big") + payload
+            update_id &= _U32
+            if incremental and last is not None and update_id == (last + 1) & _U32:
+                msg_type, head = types[1], heads[1]
+            else:
+                msg_type, head = types[0], heads[0]
+                payload = update_id.to_bytes(4, "big") + payload
+            last = update_id
+            size = len(payload)
+            out.append(head[size] + payload if size < 0xF0 else _frame(msg_type, payload))
+        self._last_ids[table_id] = last  # type: ignore[assignment]
+        return b"".join(out)
+
+
+def _fixed_key(definition: TableDefinition, key: object, shape: tuple[int, tuple]) -> bytes:
+    """An integer, ipv4 or ipv6 key (an int, or an address object) in its fixed width."""
+    width, kinds = shape
+    if isinstance(key, kinds) and not isinstance(key, bool):
+        try:
+            return int(key).to_bytes(width, "big")  # type: ignore[call-overload]
+        except OverflowError:  # negative, or too large
+            pass
+    raise ValueError(
+        f"table {definition.name!r}: key {key!r} does not fit key type {definition.key_type}"
+    )
 
 
 _SERVER_ID_ONLY = (DataType.SERVER_ID,)
+# key type -> (width, what may carry the key): keys written in a fixed number of bytes
+_FIXED_KEYS: dict[int, tuple[int, tuple]] = {
+    KeyType.INTEGER: (4, (int,)),
+    KeyType.IPV4: (4, (int, IPv4Address)),
+    KeyType.IPV6: (16, (int, IPv6Address)),
+}
+_BYTES = [bytes((n,)) for n in range(256)]
+# timed -> (type of a full update, type of an incremental one)
 _UPDATE_TYPES = {
-    (False, False): StickTableType.UPDATE,
-    (False, True): StickTableType.TIMED_UPDATE,
-    (True, False): StickTableType.INCREMENTAL_UPDATE,
-    (True, True): StickTableType.INCREMENTAL_TIMED_UPDATE,
+    False: (StickTableType.UPDATE, StickTableType.INCREMENTAL_UPDATE),
+    True: (StickTableType.TIMED_UPDATE, StickTableType.INCREMENTAL_TIMED_UPDATE),
+}
+# timed -> the same two, as the three bytes that start such a message with each one-byte length
+_HEADS = {
+    timed: tuple([bytes((MessageClass.STICK_TABLE, t, n)) for n in range(0xF0)] for t in types)
+    for timed, types in _UPDATE_TYPES.items()
 }

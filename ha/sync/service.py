@@ -611,7 +611,7 @@ class SyncService(Listening):
             tables = []
             for local in self.tables:
                 acked = state.acked.get(local.name, 0)
-                lag = len(local.table.changes_since(acked, limit=LAG_CAP))
+                lag = len(local.table.log_since(acked, limit=LAG_CAP))
                 remote = state.remote_definitions.get(local.name)
                 tables.append(
                     {

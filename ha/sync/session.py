@@ -24,7 +24,7 @@ What a session does, as HAProxy does it:
   matched to ours by name, key type and key length; a table we do not have, or one that differs,
   is not synced: its updates are skipped and counted, and the difference is reported once.
 - **Updates.** Local changes are pushed in update-id order from the table's change log
-  (``StickTable.changes_since``), as timed updates carrying the remaining life towards a 2.1
+  (``StickTable.log_since``), as timed updates carrying the remaining life towards a 2.1
   peer, plain ones towards 2.0. Received updates are stored with ``apply_remote`` (never pushed
   back); an update for a table id nobody defined, or naming a server id the backend does not have,
   is skipped and counted.
@@ -33,7 +33,7 @@ What a session does, as HAProxy does it:
   pushing after the last acknowledged id.
 - **Resync.** A session assigned by ``Resync`` asks the peer for a full resync; the peer's finished
   or partial message is confirmed. Asked for one, a session teaches the whole table (local and
-  learned entries, ``changes_since(0, include_remote=True)``), then says finished (this node is
+  learned entries, ``log_since(0, include_remote=True)``), then says finished (this node is
   up to date) or partial (it is still learning itself), and waits for the confirm.
 - **Liveness.** A heartbeat goes out after ``HEARTBEAT_INTERVAL`` without sending anything; a
   peer silent for ``DEAD_AFTER`` is dead; a peer that does not read for ``STALLED_AFTER`` (our
@@ -78,7 +78,7 @@ from ha.sync.codec import (
 )
 
 if TYPE_CHECKING:
-    from appliance.persist.table import Change, StickTable
+    from appliance.persist.table import Key, StickTable
 
 HEARTBEAT_INTERVAL = 3.0  # PEER_HEARTBEAT_TIMEOUT: a heartbeat after 3 s without sending
 DEAD_AFTER = 5.0  # PEER_RECONNECT_TIMEOUT: 5 s without any message means the peer is dead
@@ -829,13 +829,13 @@ class PeerSession:
             if budget <= 0:
                 break
             limit = budget
-            changes = local.table.changes_since(after, limit=limit)
+            changes = local.table.log_since(after, limit=limit)
             self._write_updates(local, changes, out)
             budget -= len(changes)
             if len(changes) < limit:
                 peer.pushed[local.name] = local.table.update_id  # the rest had expired
             else:
-                peer.pushed[local.name] = changes[-1].update_id
+                peer.pushed[local.name] = changes[-1][0]
         return budget
 
     def _teach(self, tables: dict[str, LocalTable], out: list[bytes]) -> int:
@@ -851,14 +851,14 @@ class PeerSession:
             if budget <= 0:
                 break
             limit = budget
-            changes = local.table.changes_since(teaching[name], limit=limit, include_remote=True)
+            changes = local.table.log_since(teaching[name], limit=limit, include_remote=True)
             self._write_updates(local, changes, out)
             budget -= len(changes)
             if len(changes) < limit:
                 del teaching[name]
                 peer.pushed[name] = local.table.update_id  # every local entry was in the lesson
             else:
-                teaching[name] = changes[-1].update_id
+                teaching[name] = changes[-1][0]
         if not teaching:
             self.teach_done = True
             out.append(
@@ -866,18 +866,16 @@ class PeerSession:
             )
         return budget if teaching else max(budget, 1)
 
-    def _write_updates(self, local: LocalTable, changes: list[Change], out: list[bytes]) -> None:
+    def _write_updates(
+        self, local: LocalTable, changes: list[tuple[int, Key, int, float]], out: list[bytes]
+    ) -> None:
+        """``changes`` (``StickTable.log_since``) as update messages: timed, carrying the life
+        left, towards a 2.1 peer."""
         if not changes:
             return
         timed = self.version >= VERSION
-        encode = self.encoder.encode
-        table_id = local.table_id
-        for change in changes:
-            expire_ms = max(0, int(change.expires_in * 1000)) if timed else None
-            out.append(
-                encode(Update(table_id, change.update_id, change.key, change.server_id, expire_ms))
-            )
-        self.sent[local.name] = changes[-1].update_id
+        out.append(self.encoder.updates(local.table_id, changes, timed=timed))
+        self.sent[local.name] = changes[-1][0]
         assert self.peer is not None
         self.peer.updates_sent += len(changes)
 

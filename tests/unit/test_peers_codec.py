@@ -367,6 +367,81 @@ def test_encoder_can_always_send_full_ids():
     assert encoder.encode(Update(3, 2, b"b", 1))[1] == 0x80
 
 
+# key type -> (key length, its keys as a stick table stores them, how an Update carries them)
+KEY_SHAPES = {
+    KeyType.STRING: (33, st.binary(min_size=1, max_size=32), lambda k: k),
+    KeyType.IPV4: (4, st.integers(0, 2**32 - 1), IPv4Address),
+    KeyType.IPV6: (16, st.integers(0, 2**128 - 1), IPv6Address),
+    KeyType.INTEGER: (4, st.integers(0, 2**32 - 1), lambda k: k),
+}
+
+
+@st.composite
+def batches(draw):
+    key_type = draw(st.sampled_from(sorted(KEY_SHAPES)))
+    key_length, keys, _ = KEY_SHAPES[key_type]
+    first = draw(st.integers(0, 2**32 + 5))
+    steps = draw(st.lists(st.sampled_from([1, 1, 1, 2, 7]), min_size=1, max_size=20))
+    ids = [first + sum(steps[:i]) for i in range(len(steps))]
+    changes = [
+        (
+            update_id,
+            draw(keys),
+            draw(st.sampled_from([1, 2, 239, 240, 70_000, 2**31 - 1])),
+            draw(st.floats(-1, 5_000_000, allow_nan=False)),
+        )
+        for update_id in ids
+    ]
+    return key_type, key_length, changes, draw(st.booleans())
+
+
+@settings(max_examples=300)
+@given(batches())
+def test_a_batch_of_stored_changes_encodes_as_its_updates_one_by_one(batch):
+    key_type, key_length, changes, timed = batch
+    public = KEY_SHAPES[key_type][2]
+    definition = TableDefinition(5, "t", key_type, key_length, (DataType.SERVER_ID,), 30_000)
+    one_by_one, batched = Encoder(), Encoder()
+    assert one_by_one.encode(definition) == batched.encode(definition)
+    updates = [
+        Update(
+            5,
+            update_id & 0xFFFFFFFF,
+            public(key),
+            server_id,
+            min(max(0, int(left * 1000)), 0xFFFFFFFF) if timed else None,
+        )
+        for update_id, key, server_id, left in changes
+    ]
+    wire = batched.updates(5, changes, timed=timed)
+    assert wire == b"".join(one_by_one.encode(u) for u in updates)
+    assert decode_all(one_by_one.encode(definition) + wire)[1:] == updates
+
+
+def test_a_batch_resends_the_definition_after_another_table_and_frames_long_payloads():
+    long_keys = TableDefinition(6, "long", KeyType.STRING, 301, (DataType.SERVER_ID,), 1000)
+    encoder = Encoder()
+    encoder.encode(STRING_TABLE)
+    encoder.encode(long_keys)
+    key = b"k" * 300
+    wire = encoder.updates(3, [(1, b"a", 1, 2.0), (2, b"b", 1, 2.0)], timed=True)
+    assert wire.startswith(Encoder().encode(STRING_TABLE))  # table 3 again: defined again
+    wire = encoder.updates(6, [(9, key, 1, 0.5)], timed=True)
+    payload = (9).to_bytes(4, "big") + (500).to_bytes(4, "big") + encode_varint(300) + key + b"\x01"
+    assert wire.endswith(b"\x0a\x85" + encode_varint(len(payload)) + payload)
+
+
+def test_a_batch_refuses_keys_that_do_not_fit_the_key_type():
+    encoder = Encoder()
+    encoder.encode(TableDefinition(1, "v4", KeyType.IPV4, 4, (DataType.SERVER_ID,), 1000))
+    for key in (IPv6Address("::1"), 2**32, -1, "10.0.0.1", True):
+        with pytest.raises(ValueError, match="does not fit"):
+            encoder.updates(1, [(1, key, 1, 1.0)], timed=True)
+    encoder.encode(STRING_TABLE)
+    with pytest.raises(ValueError, match="not bytes"):
+        encoder.updates(3, [(1, "text", 1, 1.0)], timed=True)
+
+
 def test_update_before_any_definition_or_for_a_skipped_table_is_skipped():
     encoder = Encoder()
     head = encoder.encode(STRING_TABLE)

@@ -187,6 +187,19 @@ def test_changes_since_lists_changes_in_order_each_entry_once_at_its_latest_id()
     assert changes[0] == Change(2, b"b", 2, 10.0)
 
 
+def test_log_since_is_changes_since_with_keys_as_stored():
+    table, clock = make_table("ipv4")
+    table.learn("198.18.0.1", 1)
+    clock.advance(2)
+    table.learn("198.18.0.2", 2)
+    table.apply_remote("198.18.0.3", 1)
+    assert table.log_since(0) == [(1, 0xC6120001, 1, 8.0), (2, 0xC6120002, 2, 10.0)]
+    assert table.log_since(0, include_remote=True)[-1] == (3, 0xC6120003, 1, 10.0)
+    assert [Change(u, IPv4Address(k), s, left) for u, k, s, left in table.log_since(0)] == (
+        table.changes_since(0)
+    )
+
+
 def test_changes_since_starts_after_the_id_given_and_stops_at_the_limit():
     table, _ = make_table()
     for i in range(10):
