@@ -28,9 +28,12 @@ What a session does, as HAProxy does it:
   peer, plain ones towards 2.0. Received updates are stored with ``apply_remote`` (never pushed
   back); an update for a table id nobody defined, or naming a server id the backend does not have,
   is skipped and counted.
-- **Acks.** After each batch of received messages, every table with new updates is acknowledged
-  with the id of its last update. The peer's acks move ``PeerState.acked``; a new session resumes
-  pushing after the last acknowledged id.
+- **Acks.** Every table with new updates is acknowledged with the id of its last update: the
+  first batch of received messages at once, then at most every ``ACK_INTERVAL`` while more
+  arrive, and the last ones at the next tick. HAProxy acks every batch; but an ack only says
+  where a new session resumes, so fewer acks cost nothing but a few updates sent again after a
+  reconnect, and save both sides a wake-up per batch. The peer's acks move
+  ``PeerState.acked``; a new session resumes pushing after the last acknowledged id.
 - **Resync.** A session assigned by ``Resync`` asks the peer for a full resync; the peer's finished
   or partial message is confirmed. Asked for one, a session teaches the whole table (local and
   learned entries, ``log_since(0, include_remote=True)``), then says finished (this node is
@@ -86,6 +89,10 @@ HANDSHAKE_TIMEOUT = 5.0  # HAProxy's peers frontend has a 5 s client timeout
 STALLED_AFTER = 5.0  # a peer that does not read for this long is cut
 RESYNC_TIMEOUT = 5.0  # PEER_RESYNC_TIMEOUT: how long a starting node looks for a teacher
 PUSH_BATCH = 1000  # updates written per step; the service calls again while more remain
+# Acks go out at most this often while updates stream in, and at each tick (the service ticks
+# every 0.25 s): they only tell where a new session resumes, and one per received batch cost both
+# sides a wake-up per batch.
+ACK_INTERVAL = 0.1
 MAX_REMOTE_TABLES = 256  # table ids a peer may define in one session (memory stays bounded)
 _U32 = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -431,6 +438,8 @@ class PeerSession:
         self.remote_tables: dict[int, LocalTable | None] = {}
         self._last_received: dict[int, int] = {}
         self._last_acked: dict[int, int] = {}
+        self._ack_due = False  # updates received and not acknowledged yet
+        self._acks_sent_at = float("-inf")
         self.sent: dict[str, int] = {}  # table name -> last update id sent in this session
         self._acked: dict[str, int] = {}  # table name -> last update id acked in this session
         self.learning = False  # asked this peer for a resync, no answer yet
@@ -706,6 +715,7 @@ class PeerSession:
         peer.updates_received += 1
         local = self.remote_tables.get(event.table_id)
         self._last_received[event.table_id] = event.update_id
+        self._ack_due = True
         if local is None:  # a table reload stopped replicating while the session ran
             peer.count("unshared_table")
             return
@@ -749,7 +759,8 @@ class PeerSession:
 
     def _on_tick(self, event: object, actions: list[Action]) -> None:
         if self.state is State.ESTABLISHED:
-            self._push(actions)  # a safety net: whatever a lost wake-up left pending
+            # The acks held back, and a safety net: whatever a lost wake-up left pending.
+            self._push(actions, flush_acks=True)
 
     def _on_heartbeat_due(self, event: object, actions: list[Action]) -> None:
         self._send(self.encoder.encode(Heartbeat()), actions)
@@ -799,14 +810,18 @@ class PeerSession:
         self.last_sent = self.now
         actions.append(Send(data))
 
-    def _push(self, actions: list[Action]) -> None:
-        """Acks for what arrived, then updates (the lesson while teaching), up to PUSH_BATCH."""
+    def _push(self, actions: list[Action], flush_acks: bool = False) -> None:
+        """Acks for what arrived (at most every ACK_INTERVAL, unless ``flush_acks``), then
+        updates (the lesson while teaching), up to PUSH_BATCH."""
         out: list[bytes] = []
-        for table_id, update_id in self._last_received.items():
-            if self._last_acked.get(table_id) != update_id:
-                self._last_acked[table_id] = update_id
-                if self.remote_tables.get(table_id) is not None:
-                    out.append(self.encoder.encode(Ack(table_id, update_id)))
+        if self._ack_due and (flush_acks or self.now - self._acks_sent_at >= ACK_INTERVAL):
+            self._ack_due = False
+            self._acks_sent_at = self.now
+            for table_id, update_id in self._last_received.items():
+                if self._last_acked.get(table_id) != update_id:
+                    self._last_acked[table_id] = update_id
+                    if self.remote_tables.get(table_id) is not None:
+                        out.append(self.encoder.encode(Ack(table_id, update_id)))
         if self.paused_since is None:
             tables = {local.name: local for local in self._tables()}
             if self.teaching is not None and not self.teach_done:

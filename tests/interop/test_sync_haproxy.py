@@ -183,11 +183,19 @@ def test_hundreds_of_updates_are_acknowledged_with_our_ids(farm):
     peer = weir_peer(weir)
     assert "bad_ack" not in peer["errors"], peer
     assert peer["tables"][0]["last_received"] >= 300, peer
-    # HAProxy took our acks for its own ids: what it pushed is what we acknowledged.
-    hap_view = unix_ask(hap.sock, "show peers").partition("id=weir(remote")[2]
-    pushed = re.search(r"last_pushed=(\d+)", hap_view)
-    acked_by_us = re.search(r"\bupdate=(\d+)", hap_view)
-    assert pushed and acked_by_us and pushed.group(1) == acked_by_us.group(1), hap_view
+
+    # HAProxy took our acks for its own ids: what it pushed is what we acknowledged (our last
+    # ack goes out at the next tick, within 0.25 s).
+    def hap_view() -> str:
+        return unix_ask(hap.sock, "show peers").partition("id=weir(remote")[2]
+
+    def pushed_is_acked() -> bool:
+        view = hap_view()
+        pushed = re.search(r"last_pushed=(\d+)", view)
+        acked_by_us = re.search(r"\bupdate=(\d+)", view)
+        return bool(pushed and acked_by_us and pushed.group(1) == acked_by_us.group(1))
+
+    assert wait_for(pushed_is_acked, 5), hap_view()
 
 
 def test_a_restarted_haproxy_learns_everything_from_weir(farm):

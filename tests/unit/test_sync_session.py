@@ -304,6 +304,26 @@ def test_local_changes_are_pushed_in_order_applied_there_and_never_pushed_back()
     assert sent(link.feed("b", PushRequested())) == b""
 
 
+def test_acks_are_held_back_while_updates_stream_in_and_sent_at_the_next_tick():
+    link = Link()
+    link.connect()
+    enc = Encoder()
+    data = enc.encode(APP) + enc.encode(Update(1, 1, b"a", 1, 1000))
+    assert decoded(link.feed("b", DataReceived(data))) == [Ack(1, 1)]  # the first at once
+    link.clock.now += s.ACK_INTERVAL / 2
+    held = link.feed("b", DataReceived(enc.encode(Update(1, 2, b"b", 1, 1000))))
+    assert decoded(held) == []
+    link.clock.now += s.ACK_INTERVAL / 4
+    assert decoded(link.feed("b", Tick())) == [Ack(1, 2)]  # the tick sends what was held
+    assert decoded(link.feed("b", Tick())) == []  # once
+    more = enc.encode(Update(1, 3, b"c", 1, 1000)) + enc.encode(Update(1, 4, b"d", 1, 1000))
+    assert decoded(link.feed("b", DataReceived(more))) == []  # the last ack is too recent
+    link.clock.now += s.ACK_INTERVAL
+    late = link.feed("b", DataReceived(enc.encode(Update(1, 5, b"e", 2, 1000))))
+    assert decoded(late) == [Ack(1, 5)]
+    assert len(link.lb2.table) == 5
+
+
 def test_timed_updates_carry_the_remaining_life():
     link = Link()
     link.connect()
