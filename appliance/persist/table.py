@@ -85,6 +85,7 @@ KEY_TYPES = ("string", "ipv4", "ipv6", "integer")
 MAX_SERVER_ID = 0x7FFFFFFF  # HAProxy's server ids are signed 32-bit ints
 NIL = -1  # "no slot" in the linked lists
 _HINTS = 32  # resume points remembered by changes_since (one or two per peer)
+_GROW = 256  # slots added at a time when the table needs more
 _V4_MAPPED = 0xFFFF << 32
 
 Key = bytes | int
@@ -199,6 +200,8 @@ class StickTable:
     # -- keys ---------------------------------------------------------------------------------
 
     def _string_key(self, key: KeyInput) -> Key:
+        if type(key) is bytes:  # the usual case, first
+            return key[: self.key_len]
         if isinstance(key, str):
             key = key.encode()
         elif isinstance(key, bytearray | memoryview):
@@ -270,7 +273,8 @@ class StickTable:
 
     def learn(self, key: KeyInput, server_id: int) -> None:
         """Store ``key`` -> ``server_id`` (insert, change of server, or refresh)."""
-        self._check_server(server_id)
+        if not 0 <= server_id <= MAX_SERVER_ID:
+            self._check_server(server_id)
         k = self._key(key)
         now = self._clock()
         slot = self._slots.get(k)
@@ -297,7 +301,8 @@ class StickTable:
         expired (``expire_ms <= 0``) changes nothing. Size limit and eviction apply as for
         ``learn``.
         """
-        self._check_server(server_id)
+        if not 0 <= server_id <= MAX_SERVER_ID:
+            self._check_server(server_id)
         k = self._key(key)
         now = self._clock()
         lifetime = self.expire if expire_ms is None else min(expire_ms / 1000, self.expire)
@@ -498,24 +503,28 @@ class StickTable:
             else:
                 self.evicted += 1
             self._drop(self._keys[head], head)
-        if self._free:
-            slot = self._free.pop()
-            self._keys[slot] = k
-            self._server[slot] = server_id
-            self._expires[slot] = expires
-        else:
-            slot = len(self._keys)
-            self._keys.append(k)
-            self._server.append(server_id)
-            self._expires.append(expires)
-            self._logged.append(0.0)
-            self._uid.append(0)
-            self._remote.append(0)
-            for links in (self._lru_prev, self._lru_next, self._upd_prev, self._upd_next):
-                links.append(NIL)
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        self._keys[slot] = k
+        self._server[slot] = server_id
+        self._expires[slot] = expires
         self._slots[k] = slot
         _append(self._lru_prev, self._lru_next, self._lru, slot)
         return slot
+
+    def _grow(self) -> None:
+        """Add up to ``_GROW`` free slots (never beyond ``size``), the lowest to be used first."""
+        start = len(self._keys)
+        n = max(1, min(_GROW, self.size - start))
+        self._keys.extend([None] * n)
+        for numbers in (self._server, self._expires, self._logged, self._uid):
+            numbers.frombytes(bytes(n * numbers.itemsize))  # zeros
+        self._remote.extend(bytes(n))
+        nil = array("i", [NIL]) * n
+        for links in (self._lru_prev, self._lru_next, self._upd_prev, self._upd_next):
+            links.extend(nil)
+        self._free.extend(range(start + n - 1, start - 1, -1))
 
     def _drop(self, k: Key, slot: int) -> None:
         del self._slots[k]

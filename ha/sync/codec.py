@@ -29,10 +29,11 @@ answer with; nothing else escapes the decoder, whatever the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
+from itertools import islice
 from typing import Literal
 
 PROTOCOL_NAME = "HAProxyS"
@@ -565,6 +566,44 @@ class Decoder:
             self._failed = e
             raise
 
+    def plain_updates(self) -> tuple[int, list[tuple[int, bytes, int, int | None]]] | None:
+        """The run of complete updates at the head of the stream, when the current table has the
+        usual layout (a string key, then a one-byte server id: cookie tables, HAProxy's and ours):
+        (table id, [(update id, key, server id, expiry in ms or None), ...]), as ``next_message``
+        would hand them out one ``Update`` at a time, without an object per update. None when the
+        next message is anything else (or a message of that table laid out otherwise, or not
+        complete yet): ``next_message`` then takes it, and raises what it must."""
+        table_id = self.current_table
+        if table_id is None or self._phase != "messages" or self._failed is not None:
+            return None
+        layout = self._layouts[table_id]
+        if not layout.string_and_server_id or table_id in self._skipped:
+            return None
+        buf, pos, end = self._buffer, self._pos, len(self._buffer)
+        limit = min(self.max_message_size, 0xEF)
+        last = self._last_ids.get(table_id, 0)
+        updates: list[tuple[int, bytes, int, int | None]] = []
+        while pos + 3 <= end and buf[pos] == MessageClass.STICK_TABLE:
+            msg_type, length = buf[pos + 1], buf[pos + 2]
+            flags = _PLAIN_UPDATE.get(msg_type)
+            stop = pos + 3 + length
+            if flags is None or length > limit or stop > end:
+                break
+            full, timed = flags
+            at = pos + 3 + 4 * (full + timed)  # the key's length
+            if at >= stop - 1 or buf[at] != stop - at - 2 or buf[stop - 1] >= 0xF0:
+                break  # cut short, or another layout: the general path says what is wrong
+            update_id = int.from_bytes(buf[pos + 3 : pos + 7], "big") if full else (last + 1) & _U32
+            expire_ms = int.from_bytes(buf[at - 4 : at], "big") if timed else None
+            updates.append((update_id, bytes(buf[at + 1 : stop - 1]), buf[stop - 1], expire_ms))
+            last = update_id
+            pos = stop
+        if not updates:
+            return None
+        self._pos = pos
+        self._last_ids[table_id] = last
+        return table_id, updates
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet decoded."""
@@ -733,6 +772,13 @@ class _Layout:
 
 
 _FULL_UPDATES = frozenset((StickTableType.UPDATE, StickTableType.TIMED_UPDATE))
+# update type -> (carries its id, carries an expiry)
+_PLAIN_UPDATE = {
+    StickTableType.UPDATE: (True, False),
+    StickTableType.INCREMENTAL_UPDATE: (False, False),
+    StickTableType.TIMED_UPDATE: (True, True),
+    StickTableType.INCREMENTAL_TIMED_UPDATE: (False, True),
+}
 _TIMED_UPDATES = frozenset((StickTableType.TIMED_UPDATE, StickTableType.INCREMENTAL_TIMED_UPDATE))
 
 
@@ -920,7 +966,7 @@ class Encoder:
     def updates(
         self,
         table_id: int,
-        changes: Iterable[tuple[int, object, int | None, float]],
+        changes: Sequence[tuple[int, object, int | None, float]],
         *,
         timed: bool,
         ms_per_unit: float = 1000.0,
@@ -951,36 +997,84 @@ class Encoder:
             self._current = table_id
         last = self._last_ids.get(table_id)
         incremental = self.incremental
-        for update_id, key, server_id, left in changes:
-            if string:
-                if type(key) is not bytes:
-                    raise ValueError(f"table {definition.name!r}: key {key!r} is not bytes")
-                size = len(key)
-                payload = (_BYTES[size] if size < 0xF0 else encode_varint(size)) + key
-            elif fixed is not None:
-                payload = _fixed_key(definition, key, fixed)
+        plain = string and with_server and timed and incremental
+        done, count = 0, len(changes)
+        while done < count:
+            if plain and last is not None:
+                taken, last = _plain_run(changes, done, last, ms_per_unit, out)
+                done += taken
+                rest = changes[done : done + 1]  # one the run could not take, if any
             else:
-                payload = _encode_key(definition, key)
-            if (server_id is not None) is not with_server:
-                raise ValueError(f"table {definition.name!r}: server_id must match the definition")
-            if server_id is not None:
-                payload += _BYTES[server_id] if 0 <= server_id < 0xF0 else encode_varint(server_id)
-            if timed:
-                ms = int(left * ms_per_unit)
-                if not 0 <= ms <= _U32:
-                    ms = 0 if ms < 0 else _U32
-                payload = ms.to_bytes(4, "big") + payload
-            update_id &= _U32
-            if incremental and last is not None and update_id == (last + 1) & _U32:
-                msg_type, head = types[1], heads[1]
-            else:
-                msg_type, head = types[0], heads[0]
-                payload = update_id.to_bytes(4, "big") + payload
-            last = update_id
-            size = len(payload)
-            out.append(head[size] + payload if size < 0xF0 else _frame(msg_type, payload))
+                rest = changes[done:]
+            done += len(rest)
+            for update_id, key, server_id, left in rest:
+                if string:
+                    if type(key) is not bytes:
+                        raise ValueError(f"table {definition.name!r}: key {key!r} is not bytes")
+                    size = len(key)
+                    payload = (_BYTES[size] if size < 0xF0 else encode_varint(size)) + key
+                elif fixed is not None:
+                    payload = _fixed_key(definition, key, fixed)
+                else:
+                    payload = _encode_key(definition, key)
+                if (server_id is not None) is not with_server:
+                    raise ValueError(
+                        f"table {definition.name!r}: server_id must match the definition"
+                    )
+                if server_id is not None:
+                    payload += (
+                        _BYTES[server_id] if 0 <= server_id < 0xF0 else encode_varint(server_id)
+                    )
+                if timed:
+                    ms = int(left * ms_per_unit)
+                    if not 0 <= ms <= _U32:
+                        ms = 0 if ms < 0 else _U32
+                    payload = ms.to_bytes(4, "big") + payload
+                update_id &= _U32
+                if incremental and last is not None and update_id == (last + 1) & _U32:
+                    msg_type, head = types[1], heads[1]
+                else:
+                    msg_type, head = types[0], heads[0]
+                    payload = update_id.to_bytes(4, "big") + payload
+                last = update_id
+                size = len(payload)
+                out.append(head[size] + payload if size < 0xF0 else _frame(msg_type, payload))
         self._last_ids[table_id] = last  # type: ignore[assignment]
         return b"".join(out)
+
+
+def _plain_run(
+    changes: Sequence[tuple[int, object, int | None, float]],
+    start: int,
+    last: int,
+    ms_per_unit: float,
+    out: list[bytes],
+) -> tuple[int, int]:
+    """The usual updates of a string table, as ``Encoder.updates`` writes them, in a loop of
+    their own: from ``changes[start]`` on, as long as each is incremental after ``last``, its
+    key bytes short enough for a one-byte length, its server id one byte and its expiry in
+    range. Appends them to ``out``; returns how many it took and the last id."""
+    heads, one_byte = _HEADS[True][1], _BYTES
+    append = out.append
+    taken = 0
+    for update_id, key, server_id, left in islice(changes, start, None):
+        ms = int(left * ms_per_unit)
+        if (
+            type(key) is not bytes
+            or (size := len(key)) > 0xE9  # the payload, size + 6 bytes, in a one-byte length
+            or server_id not in _ONE_BYTE
+            or not 0 <= ms <= _U32
+            or update_id & _U32 != last + 1
+        ):
+            break
+        last += 1
+        taken += 1
+        append(heads[size + 6])
+        append(ms.to_bytes(4, "big"))
+        append(one_byte[size])
+        append(key)
+        append(one_byte[server_id])  # type: ignore[index]
+    return taken, last
 
 
 def _fixed_key(definition: TableDefinition, key: object, shape: tuple[int, tuple]) -> bytes:
@@ -1004,6 +1098,7 @@ _FIXED_KEYS: dict[int, tuple[int, tuple]] = {
     KeyType.IPV6: (16, (int, IPv6Address)),
 }
 _BYTES = [bytes((n,)) for n in range(256)]
+_ONE_BYTE = frozenset(range(0xF0))  # server ids written in one byte
 # timed -> (type of a full update, type of an incremental one)
 _UPDATE_TYPES = {
     False: (StickTableType.UPDATE, StickTableType.INCREMENTAL_UPDATE),

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -473,6 +473,14 @@ class PeerSession:
             return
         self.decoder.feed(data)
         while self.state is not State.CLOSED:
+            if self.state is State.ESTABLISHED:
+                # The bulk (pushes, a resync): runs of updates, without an object each, and
+                # without _classify and _dispatch, which would give them to _on_update.
+                run = self.decoder.plain_updates()
+                if run is not None:
+                    self.last_received_at = self.peer.last_message = self.now  # type: ignore[union-attr]
+                    self._apply_updates(*run)
+                    continue
             try:
                 message = self.decoder.next_message()
             except ProtocolError as exc:
@@ -480,11 +488,6 @@ class PeerSession:
                 return
             if message is None:
                 break
-            if type(message) is Update and self.state is State.ESTABLISHED:
-                # The bulk of a resync: what _classify and _dispatch would do, without them.
-                self.last_received_at = self.peer.last_message = self.now  # type: ignore[union-attr]
-                self._on_update(message, actions)
-                continue
             self._dispatch(self._classify(message), message, actions)
         if self.state is State.ESTABLISHED:
             self._push(actions)
@@ -710,25 +713,38 @@ class PeerSession:
             self.peer.count("unknown_table_id")
 
     def _on_update(self, event: object, actions: list[Action]) -> None:
-        assert isinstance(event, Update) and self.peer is not None
+        assert isinstance(event, Update)
+        change = (event.update_id, event.key, event.server_id, event.expire_ms)
+        self._apply_updates(event.table_id, (change,))
+
+    def _apply_updates(
+        self, table_id: int, updates: Sequence[tuple[int, object, int | None, int | None]]
+    ) -> None:
+        """Store received updates of one table: (update id, key, server id, expiry in ms)."""
         peer = self.peer
-        peer.updates_received += 1
-        local = self.remote_tables.get(event.table_id)
-        self._last_received[event.table_id] = event.update_id
+        assert peer is not None
+        peer.updates_received += len(updates)
+        last_id = updates[-1][0]
+        self._last_received[table_id] = last_id
         self._ack_due = True
+        local = self.remote_tables.get(table_id)
         if local is None:  # a table reload stopped replicating while the session ran
-            peer.count("unshared_table")
+            peer.count("unshared_table", len(updates))
             return
-        peer.received[local.name] = event.update_id
-        if event.server_id not in local.server_ids:
-            peer.count("unknown_server")
-            return
-        try:
-            local.table.apply_remote(event.key, event.server_id, event.expire_ms)
-        except (ValueError, TypeError):  # e.g. a configured server id above HAProxy's range
-            peer.count("rejected")
-            return
-        peer.updates_applied += 1
+        peer.received[local.name] = last_id
+        server_ids, apply_remote = local.server_ids, local.table.apply_remote
+        applied = 0
+        for _, key, server_id, expire_ms in updates:
+            if server_id not in server_ids:
+                peer.count("unknown_server")
+                continue
+            try:
+                apply_remote(key, server_id, expire_ms)  # type: ignore[arg-type]
+            except (ValueError, TypeError):  # e.g. a configured server id above HAProxy's range
+                peer.count("rejected")
+                continue
+            applied += 1
+        peer.updates_applied += applied
 
     def _on_skipped_update(self, event: object, actions: list[Action]) -> None:
         assert isinstance(event, SkippedUpdate) and self.peer is not None

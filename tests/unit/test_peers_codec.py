@@ -633,7 +633,7 @@ def streams(draw):
                 definition.table_id,
                 update_id,
                 draw(keys),
-                draw(st.integers(0, 2**31 - 1)) if with_server else None,
+                draw(st.integers(0, 300) | st.integers(0, 2**31 - 1)) if with_server else None,
                 draw(st.none() | st.integers(0, 2**32 - 1)),
             )
         )
@@ -658,3 +658,79 @@ def test_encode_then_decode_is_the_identity(messages, chunk):
         decoder.feed(wire[i : i + chunk])
         out.extend(drain(decoder))
     assert out == messages
+
+
+def drain_with_runs(decoder: Decoder) -> list:
+    """``drain``, taking runs of updates with ``plain_updates`` whenever it has one."""
+    out = []
+    while True:
+        run = decoder.plain_updates()
+        if run is not None:
+            table_id, updates = run
+            assert updates
+            out.extend(Update(table_id, *update) for update in updates)
+            continue
+        message = decoder.next_message()
+        if message is None:
+            return out
+        out.append(message)
+
+
+@st.composite
+def cookie_streams(draw):
+    """Mostly what plain_updates takes: a string table with a server id, many updates."""
+    timed = draw(st.booleans())
+    definition = TableDefinition(
+        7, "app", KeyType.STRING, 33, (DataType.SERVER_ID,), 1000 if timed else None
+    )
+    messages: list = [definition]
+    update_id = draw(st.integers(0, 2**32 - 1))
+    for _ in range(draw(st.integers(1, 30))):
+        update_id = (update_id + draw(st.sampled_from([1, 1, 1, 1, 3]))) & 0xFFFFFFFF
+        expire = draw(st.integers(0, 2**32 - 1)) if timed else None
+        server = draw(st.integers(0, 260))
+        messages.append(Update(7, update_id, draw(st.binary(max_size=40)), server, expire))
+        if draw(st.integers(0, 9)) == 0:
+            messages.append(draw(st.sampled_from([Heartbeat(), Ack(7, 1), TableSwitch(7)])))
+    return messages
+
+
+@settings(max_examples=300)
+@given(cookie_streams() | streams(), st.integers(1, 400), st.sampled_from([None, 20, 1000]))
+def test_runs_of_plain_updates_are_the_updates_next_message_gives(messages, chunk, size_limit):
+    encoder = Encoder()
+    wire = b"".join(encoder.encode(m) for m in messages)
+    one_by_one, by_runs = (Decoder(max_message_size=size_limit or 1000) for _ in range(2))
+    outcomes = []
+    for decoder, take in ((one_by_one, drain), (by_runs, drain_with_runs)):
+        out = []
+        try:
+            for i in range(0, len(wire), chunk):
+                decoder.feed(wire[i : i + chunk])
+                out.extend(take(decoder))
+        except ProtocolError as exc:
+            out.append(("error", str(exc)))
+        outcomes.append(out)
+    assert outcomes[0] == outcomes[1]
+    if size_limit is None:
+        assert outcomes[1] == messages
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=30), max_size=10), st.booleans())
+def test_runs_of_plain_updates_stop_where_garbage_starts(chunks, framed):
+    outcomes = []
+    for take in (drain, drain_with_runs):
+        decoder = Decoder()
+        decoder.feed(Encoder().encode(STRING_TABLE))
+        out: list = []
+        try:
+            for chunk in chunks:
+                if framed:
+                    chunk = b"\x0a" + bytes([0x80 + len(chunk) % 7, len(chunk)]) + chunk
+                decoder.feed(chunk)
+                out.extend(take(decoder))
+        except ProtocolError as exc:
+            out.append(("error", str(exc)))
+        outcomes.append(out)
+    assert outcomes[0] == outcomes[1]
