@@ -25,8 +25,10 @@ on = "cookie:JSESSIONID"`` and ``[ha.sync]``. Otherwise the configurations of be
    bench/throughput.py, under ``wrk`` keep-alive: every answer sets a new session, so every
    request learns, and with sync pushes, a new entry (the worst case). B runs on the CPU of wrk
    and nginx (there are two), so its work receiving the updates slows the load generator too,
-   which a pair on two machines would not see. Rounds alternate on and off, Weir first, then
-   HAProxy measured the same way; per side, the median over rounds of on/off req/s (the judged
+   which a pair on two machines would not see. Rounds are short (``--cost-duration``, 3 s) and
+   many (``--cost-rounds``, 15), each an on run and an off run back to back in alternating
+   order, so that a shared machine's slow drifts cancel out within a round; Weir first, then
+   HAProxy measured the same way. Per side, the median over rounds of on/off req/s (the judged
    line) and of on/off CPU microseconds of the proxy per request (``bench.common.cpu_seconds``:
    what pushing costs the proxy itself, whatever B does to wrk).
 
@@ -35,7 +37,7 @@ Output: a table per measurement, then the summary lines, the last one::
     sync: lag median weir/haproxy R (p99 R); resync 100000: weir X s, haproxy Y s; push cost:
     sync on/off req/s R (haproxy R), cpu/request R (haproxy R)
 
-    .venv/bin/python -m bench.sync [--only lag,resync,cost] [--rounds 3] [--duration 10] ...
+    .venv/bin/python -m bench.sync [--only lag,resync,cost] [--rounds 3] [--cost-rounds 15] ...
 
 ``python -m bench.sync load PORT RATE SECONDS`` is the loader (it runs in its own process).
 """
@@ -652,7 +654,7 @@ def cost_nodes(sub: Path, backends, weir: str, side: str) -> tuple[Node, Node, N
 def run_cost(procs: Processes, directory: Path, backends, weir: str, args) -> CostResult:
     wrk = find_tool("wrk")
     cpus = cpu_split(pin=not args.no_pin)
-    print(f"push cost: wrk -t1 -c{args.connections} -d{args.duration}s, {cpus.describe()}")
+    print(f"push cost: wrk -t1 -c{args.connections} -d{args.cost_duration}s, {cpus.describe()}")
     result = CostResult()
     for side in ("weir", "haproxy"):
         sub = directory / f"cost-{side}"
@@ -669,17 +671,19 @@ def run_cost(procs: Processes, directory: Path, backends, weir: str, args) -> Co
             conn.close()
             cli.close()
         for node in (on, off):
-            run_wrk(wrk, node.proxy(), max(1, args.duration // 5), args.connections, cpus.load)
-        for round_no in range(1, args.rounds + 1):
+            run_wrk(wrk, node.proxy(), 2, args.connections, cpus.load)
+        for round_no in range(1, args.cost_rounds + 1):
             order = (on, off) if round_no % 2 else (off, on)
             for node in order:
-                measured = run_wrk(wrk, node.proxy(), args.duration, args.connections, cpus.load)
+                measured = run_wrk(
+                    wrk, node.proxy(), args.cost_duration, args.connections, cpus.load
+                )
                 procs.ensure_running(node.process)
                 rps = measured.wrk.rps
                 us = measured.cpu_pct / 100 / rps * 1e6 if rps else float("nan")
                 result.rounds.append(CostRound(side, node is on, rps, measured.cpu_pct, us))
                 print(
-                    f"cost round {round_no}/{args.rounds} {side:<8} sync "
+                    f"cost round {round_no}/{args.cost_rounds} {side:<8} sync "
                     f"{'on ' if node is on else 'off'} {rps:8.0f} req/s  proxy cpu "
                     f"{measured.cpu_pct:.0f}%  {us:.1f} us cpu/request",
                     flush=True,
@@ -748,7 +752,8 @@ def bench(args: argparse.Namespace) -> None:
         f"sync: parts {', '.join(parts)}; lag: {args.rate} new entries/s, "
         f"{args.samples} samples/s, "
         f"{args.rounds} rounds of {args.duration} s per side; resync: {args.entries} entries, "
-        f"{args.resync_rounds} rounds per side; cost: {args.rounds} rounds of {args.duration} s "
+        f"{args.resync_rounds} rounds per side; cost: {args.cost_rounds} rounds of "
+        f"{args.cost_duration} s "
         "each way (a shared machine: compare ratios, not absolute numbers)",
         flush=True,
     )
@@ -790,8 +795,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--only", type=parse_parts, default=list(PARTS), help="lag,resync,cost")
-    parser.add_argument("--rounds", type=int, default=3, help="lag and cost rounds (3)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per round (10)")
+    parser.add_argument("--rounds", type=int, default=3, help="lag rounds (3)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per lag round (10)")
+    parser.add_argument("--cost-rounds", type=int, default=15, help="cost rounds (15)")
+    parser.add_argument(
+        "--cost-duration", type=int, default=3, help="seconds per cost run, on or off (3)"
+    )
     parser.add_argument("--rate", type=int, default=1000, help="new entries/s for lag (1000)")
     parser.add_argument("--samples", type=int, default=50, help="lag samples per second (50)")
     parser.add_argument("--entries", type=int, default=100_000, help="resync size (100000)")
@@ -800,8 +809,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--weir", help="weir command (default: the one next to this Python)")
     args = parser.parse_args(argv)
-    if min(args.rounds, args.duration, args.entries, args.resync_rounds, args.connections) < 1:
-        parser.error("--rounds, --duration, --entries, --resync-rounds, --connections: >= 1")
+    counts = (args.rounds, args.duration, args.cost_rounds, args.cost_duration, args.entries)
+    if min(*counts, args.resync_rounds, args.connections) < 1:
+        parser.error(
+            "--rounds, --duration, --cost-rounds, --cost-duration, --entries, --resync-rounds,"
+            " --connections: >= 1"
+        )
     if not 0 < args.samples < args.rate:
         parser.error("--samples must be above 0 and below --rate")
     return args

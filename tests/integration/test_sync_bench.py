@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 TINY = [
     "--rate", "100", "--samples", "10", "--duration", "2", "--rounds", "1",
+    "--cost-rounds", "1", "--cost-duration", "1",
     "--entries", "300", "--resync-rounds", "1", "--connections", "4",
 ]  # fmt: skip
 
