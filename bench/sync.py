@@ -21,23 +21,24 @@ on = "cookie:JSESSIONID"`` and ``[ha.sync]``. Otherwise the configurations of be
    table`` counts them all is taken from B's launch, and from the first answer of its CLI. Weir
    also says how long its resync took (``show peers json``). B is restarted for each round.
 3. **Push cost.** Sync on (A, with B as its peer) and off (C, the same configuration without
-   ``[ha.sync]``, or without HAProxy's ``peers``), each pinned to one CPU as in
-   bench/throughput.py, under ``wrk`` keep-alive: every answer sets a new session, so every
-   request learns, and with sync pushes, a new entry (the worst case). B runs on the CPU of wrk
-   and nginx (there are two), so its work receiving the updates slows the load generator too,
-   which a pair on two machines would not see. Rounds are short (``--cost-duration``, 3 s) and
-   many (``--cost-rounds``, 15), each an on run and an off run back to back in alternating
-   order, so that a shared machine's slow drifts cancel out within a round; Weir first, then
-   HAProxy measured the same way. Per side, the median over rounds of on/off req/s (the judged
-   line) and of on/off CPU microseconds of the proxy per request (``bench.common.cpu_seconds``:
-   what pushing costs the proxy itself, whatever B does to wrk).
+   ``[ha.sync]``, or without HAProxy's ``peers``) run *at the same time*, both pinned to the one
+   proxy CPU of bench/throughput.py, each under its own ``wrk`` keep-alive: every answer sets a
+   new session, so every request learns, and with sync pushes, a new entry (the worst case).
+   The kernel shares the CPU between the two, so both see the same machine at the same moment:
+   on this shared VM, whose speed drifts by 10-20% over tens of seconds, runs one after the
+   other gave on/off ratios from 0.84 to 0.97 for the same code, runs side by side agree to
+   about 0.01. B runs on the other CPU with wrk and nginx, which a pair on two machines would
+   not share. ``--cost-rounds`` (10) rounds of ``--cost-duration`` (5) seconds, Weir's pair then
+   HAProxy's; per side, the median over rounds of on/off req/s (the judged line) and of on/off
+   CPU microseconds of the proxy per request (``bench.common.cpu_seconds``: what pushing costs
+   the proxy itself; each proxy's CPU share is printed, about 50% each when both are CPU-bound).
 
 Output: a table per measurement, then the summary lines, the last one::
 
     sync: lag median weir/haproxy R (p99 R); resync 100000: weir X s, haproxy Y s; push cost:
     sync on/off req/s R (haproxy R), cpu/request R (haproxy R)
 
-    .venv/bin/python -m bench.sync [--only lag,resync,cost] [--rounds 3] [--cost-rounds 15] ...
+    .venv/bin/python -m bench.sync [--only lag,resync,cost] [--rounds 3] [--cost-rounds 10] ...
 
 ``python -m bench.sync load PORT RATE SECONDS`` is the loader (it runs in its own process).
 """
@@ -75,7 +76,7 @@ from bench.common import (
     weir_config,
     workdir,
 )
-from bench.throughput import run_wrk
+from bench.throughput import run_wrk_together
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "app"
@@ -654,7 +655,10 @@ def cost_nodes(sub: Path, backends, weir: str, side: str) -> tuple[Node, Node, N
 def run_cost(procs: Processes, directory: Path, backends, weir: str, args) -> CostResult:
     wrk = find_tool("wrk")
     cpus = cpu_split(pin=not args.no_pin)
-    print(f"push cost: wrk -t1 -c{args.connections} -d{args.cost_duration}s, {cpus.describe()}")
+    print(
+        f"push cost: sync on and off at the same time, each under wrk -t1 -c{args.connections}"
+        f" -d{args.cost_duration}s, {cpus.describe()}"
+    )
     result = CostResult()
     for side in ("weir", "haproxy"):
         sub = directory / f"cost-{side}"
@@ -670,24 +674,25 @@ def run_cost(procs: Processes, directory: Path, backends, weir: str, args) -> Co
         finally:
             conn.close()
             cli.close()
-        for node in (on, off):
-            run_wrk(wrk, node.proxy(), 2, args.connections, cpus.load)
+        together = [on.proxy(), off.proxy()]
+        run_wrk_together(wrk, together, 2, args.connections, cpus.load)  # warm-up
         for round_no in range(1, args.cost_rounds + 1):
-            order = (on, off) if round_no % 2 else (off, on)
-            for node in order:
-                measured = run_wrk(
-                    wrk, node.proxy(), args.cost_duration, args.connections, cpus.load
-                )
+            measured = run_wrk_together(
+                wrk, together, args.cost_duration, args.connections, cpus.load
+            )
+            for node, run in zip((on, off), measured, strict=True):
                 procs.ensure_running(node.process)
-                rps = measured.wrk.rps
-                us = measured.cpu_pct / 100 / rps * 1e6 if rps else float("nan")
-                result.rounds.append(CostRound(side, node is on, rps, measured.cpu_pct, us))
-                print(
-                    f"cost round {round_no}/{args.cost_rounds} {side:<8} sync "
-                    f"{'on ' if node is on else 'off'} {rps:8.0f} req/s  proxy cpu "
-                    f"{measured.cpu_pct:.0f}%  {us:.1f} us cpu/request",
-                    flush=True,
-                )
+                rps = run.wrk.rps
+                us = run.cpu_pct / 100 / rps * 1e6 if rps else float("nan")
+                result.rounds.append(CostRound(side, node is on, rps, run.cpu_pct, us))
+            on_run, off_run = result.rounds[-2:]
+            print(
+                f"cost round {round_no}/{args.cost_rounds} {side:<8} on {on_run.rps:7.0f} req/s"
+                f" (cpu {on_run.cpu_pct:.0f}%, {on_run.us_per_request:.1f} us/request), off "
+                f"{off_run.rps:7.0f} req/s (cpu {off_run.cpu_pct:.0f}%, "
+                f"{off_run.us_per_request:.1f} us/request)",
+                flush=True,
+            )
         if side == "weir":
             cli = Cli(on.cli)
             try:
@@ -797,10 +802,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", type=parse_parts, default=list(PARTS), help="lag,resync,cost")
     parser.add_argument("--rounds", type=int, default=3, help="lag rounds (3)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per lag round (10)")
-    parser.add_argument("--cost-rounds", type=int, default=15, help="cost rounds (15)")
-    parser.add_argument(
-        "--cost-duration", type=int, default=3, help="seconds per cost run, on or off (3)"
-    )
+    parser.add_argument("--cost-rounds", type=int, default=10, help="cost rounds (10)")
+    parser.add_argument("--cost-duration", type=int, default=5, help="seconds per cost round (5)")
     parser.add_argument("--rate", type=int, default=1000, help="new entries/s for lag (1000)")
     parser.add_argument("--samples", type=int, default=50, help="lag samples per second (50)")
     parser.add_argument("--entries", type=int, default=100_000, help="resync size (100000)")

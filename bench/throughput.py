@@ -93,28 +93,48 @@ class Round:
 
 def run_wrk(wrk: str, proxy: Proxy, seconds: int, connections: int, cpus: str | None) -> Round:
     """One wrk run (one thread, keep-alive) against the proxy; 4xx/5xx answers are fatal."""
-    argv = [
-        wrk,
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        f"http://127.0.0.1:{proxy.port}/",
+    return run_wrk_together(wrk, [proxy], seconds, connections, cpus)[0]
+
+
+def run_wrk_together(
+    wrk: str, proxies: Sequence[Proxy], seconds: int, connections: int, cpus: str | None
+) -> list[Round]:
+    """One wrk per proxy, all running at the same time (``run_wrk`` for each)."""
+    runs = []
+    for proxy in proxies:
+        argv = [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            f"http://127.0.0.1:{proxy.port}/",
+        ]
+        if cpus:
+            argv = ["taskset", "-c", cpus, *argv]
+        runs.append((argv, cpu_seconds(proxy.proc.pid)))
+    wall_before = time.monotonic()
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for argv, _ in runs
     ]
-    if cpus:
-        argv = ["taskset", "-c", cpus, *argv]
-    cpu_before, wall_before = cpu_seconds(proxy.proc.pid), time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    cpu_pct = 100 * (cpu_seconds(proxy.proc.pid) - cpu_before) / (time.monotonic() - wall_before)
-    if done.returncode != 0:
-        raise BenchError(f"wrk against {proxy.name} failed ({done.returncode}):\n{done.stderr}")
-    result = parse_wrk(done.stdout)
-    if result.errors_4xx_5xx:
-        raise BenchError(
-            f"{proxy.name} answered {result.errors_4xx_5xx} of {result.requests} requests "
-            f"with an error status (4xx/5xx):\n{done.stdout}"
-        )
-    return Round(result, cpu_pct)
+    outputs = [proc.communicate(timeout=seconds + 60) for proc in procs]
+    wall = time.monotonic() - wall_before
+    rounds = []
+    for proxy, (_, cpu_before), proc, (stdout, stderr) in zip(
+        proxies, runs, procs, outputs, strict=True
+    ):
+        cpu_pct = 100 * (cpu_seconds(proxy.proc.pid) - cpu_before) / wall
+        if proc.returncode != 0:
+            raise BenchError(f"wrk against {proxy.name} failed ({proc.returncode}):\n{stderr}")
+        result = parse_wrk(stdout)
+        if result.errors_4xx_5xx:
+            raise BenchError(
+                f"{proxy.name} answered {result.errors_4xx_5xx} of {result.requests} requests "
+                f"with an error status (4xx/5xx):\n{stdout}"
+            )
+        rounds.append(Round(result, cpu_pct))
+    return rounds
 
 
 def ratio(weir: Sequence[float], haproxy: Sequence[float]) -> float:
