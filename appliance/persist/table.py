@@ -19,7 +19,8 @@ later requests to the same server. A ``StickTable`` holds those associations:
   id order. Each entry sits once in the log at its latest id (HAProxy's
   "updates" tree): an entry changed twice is found once, at its last id. The
   peers protocol (ha/sync, issue 6) pushes the log to the other node;
-  ``on_local_change``, when set, is called after each change to it.
+  ``on_local_change``, when set, is called after each change to it with the
+  new update id, the key (as stored) and the server id.
 
 Key types, as HAProxy's ``stick-table type``:
 
@@ -176,7 +177,7 @@ class StickTable:
         self.expired = 0  # entries dropped because they had expired
         # Called after each change to the local log: the sync service pushes the change to the
         # peers at once, before the proxy forwards the response it was learned from.
-        self.on_local_change: Callable[[], None] | None = None
+        self.on_local_change: Callable[[int, Key, int], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -488,7 +489,7 @@ class StickTable:
             self._remote[slot] = 0
             self.update_id = self._next_id
             if self.on_local_change is not None:
-                self.on_local_change()
+                self.on_local_change(self._next_id, self._keys[slot], self._server[slot])  # type: ignore[arg-type]
         else:
             self._remote[slot] = 1
 

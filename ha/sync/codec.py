@@ -963,6 +963,19 @@ class Encoder:
         change = (update.update_id, update.key, update.server_id, expire_ms or 0)
         return self.updates(update.table_id, (change,), timed=expire_ms is not None, ms_per_unit=1)
 
+    def run(self, table_id: int, run: UpdateRun) -> bytes:
+        """A run's updates, for the table ``table_id`` (defined again first if another table is
+        current); later updates continue after its last id."""
+        definition = self._definitions.get(table_id)
+        if definition is None:
+            raise ValueError(f"update for undefined table id {table_id}")
+        head = b""
+        if self._current != table_id:
+            head = _encode_definition(definition)
+            self._current = table_id
+        self._last_ids[table_id] = run.last_id & _U32
+        return head + run.take()
+
     def updates(
         self,
         table_id: int,
@@ -1043,6 +1056,93 @@ class Encoder:
         return b"".join(out)
 
 
+class UpdateRun:
+    """Timed updates of one table encoded as its entries change, for the sessions that are up to
+    date to send as they are (``Encoder.run``).
+
+    The sync service adds each local change of the table to its run when the table logs it, while
+    the key is at hand, and empties the run once the loop iteration's pushes are done: the push of
+    a learned entry then costs a few appends, and one join per iteration, where walking the update
+    log and encoding each entry for each session cost several times more (the proxy's own work
+    between two pushes leaves every cache cold).
+
+    The first update of a run carries its id; the next ones are incremental while the ids follow
+    each other. Each entry goes out with the table's full ``expire_ms``: a local change has just
+    refreshed its entry. ``base`` is the table's last local update id before the run started: a
+    session that has pushed exactly that far can send the run. At most ``limit`` updates; past
+    that the run stops growing and the sessions take the rest from the update log.
+    """
+
+    __slots__ = (
+        *("_definition", "_encoder", "_expire_ms", "_fixed", "_joined", "_parts", "_prefixes"),
+        *("_string", "base", "count", "first_id", "last_id", "limit"),
+    )
+
+    def __init__(self, definition: TableDefinition, base: int, limit: int) -> None:
+        if definition.expire_ms is None or definition.data_types != _SERVER_ID_ONLY:
+            raise ValueError(f"table {definition.name!r}: runs need an expiry and only server_id")
+        self._definition = definition
+        key_type = definition.key_type
+        self._string = key_type == KeyType.STRING
+        self._fixed = _FIXED_KEYS.get(key_type)
+        self._expire_ms = min(definition.expire_ms, _U32)
+        self._encoder = Encoder(incremental=False)  # for updates that carry their id
+        self._encoder.encode(definition)
+        heads = _HEADS[True][1]
+        if self._string:  # by key length: the message head, the expiry and the key's length
+            ms = self._expire_ms.to_bytes(4, "big")
+            self._prefixes = [heads[n + 6] + ms + _BYTES[n] for n in range(0xEA)]
+        elif self._fixed is not None:
+            ms = self._expire_ms.to_bytes(4, "big")
+            self._prefixes = [heads[self._fixed[0] + 5] + ms]
+        else:
+            raise ValueError(
+                f"table {definition.name!r}: no runs for key type {definition.key_type}"
+            )
+        self.limit = limit
+        self._parts: list[bytes] = []
+        self._joined: bytes | None = None
+        self.base = base
+        self.count = self.first_id = self.last_id = 0
+
+    def add(self, update_id: int, key: bytes | int, server_id: int) -> None:
+        """Append the update of a local change (the key as the stick table stores it)."""
+        count = self.count
+        if count >= self.limit:
+            return
+        self._joined = None
+        self.count = count + 1
+        if count and update_id == self.last_id + 1 and server_id < 0xF0:
+            self.last_id = update_id
+            if not self._string:
+                body = int(key).to_bytes(self._fixed[0], "big")  # type: ignore[index]
+                self._parts += (self._prefixes[0], body, _BYTES[server_id])
+                return
+            if len(key) < 0xEA:  # type: ignore[arg-type]
+                self._parts += (self._prefixes[len(key)], key, _BYTES[server_id])  # type: ignore
+                return
+        elif not count:
+            self.first_id = update_id
+        # The first of the run, after a gap, or an unusual size: through the general encoder.
+        self.last_id = update_id
+        change = (update_id, key, server_id, self._expire_ms)
+        self._parts.append(
+            self._encoder.updates(self._definition.table_id, (change,), **_FULL_TIMED)
+        )
+
+    def take(self) -> bytes:
+        """The run's bytes (the same object for every session of the iteration)."""
+        if self._joined is None:
+            self._joined = b"".join(self._parts)
+        return self._joined
+
+    def clear(self, base: int) -> None:
+        self._parts = []
+        self._joined = None
+        self.base = base
+        self.count = self.first_id = self.last_id = 0
+
+
 def _plain_run(
     changes: Sequence[tuple[int, object, int | None, float]],
     start: int,
@@ -1099,6 +1199,7 @@ _FIXED_KEYS: dict[int, tuple[int, tuple]] = {
 }
 _BYTES = [bytes((n,)) for n in range(256)]
 _ONE_BYTE = frozenset(range(0xF0))  # server ids written in one byte
+_FULL_TIMED = {"timed": True, "ms_per_unit": 1}
 # timed -> (type of a full update, type of an incremental one)
 _UPDATE_TYPES = {
     False: (StickTableType.UPDATE, StickTableType.INCREMENTAL_UPDATE),

@@ -20,9 +20,10 @@ sans-io sessions of ``session.py``, which decide everything else. What it adds, 
   outbox closed earlier sends the head before its own data. So every update of the iteration is
   written to each peer in one write, and before the responses they were learned from (a kill -9
   right after cannot lose a session whose cookie the client received, docs/sync.md "Proof").
-  Pushing at the next loop turn instead lost sessions in the drill. A push step writes at most
-  ``PUSH_BATCH`` updates and yields to the loop; a session catching up a backlog gets the new
-  update with the rest.
+  Pushing at the next loop turn instead lost sessions in the drill. While a 2.1 peer is
+  established, each change is encoded into its table's ``UpdateRun`` when it is logged; a session
+  up to date sends the run as it is. A push step writes at most ``PUSH_BATCH`` updates and
+  yields to the loop; a session catching up a backlog gets the new update with the rest.
 - **Backpressure.** Writes stop while a peer's socket buffer is above ``HIGH_WATER`` (nothing
   queues in memory: the change log is the queue); a peer that does not read for 5 s is cut.
 - **TLS**, when ``tls_cert``/``tls_key``/``tls_ca`` are set: both sides present a certificate and
@@ -35,6 +36,7 @@ sans-io sessions of ``session.py``, which decide everything else. What it adds, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -47,8 +49,9 @@ from typing import TYPE_CHECKING
 
 from appliance.proxy.frontend import Listening, listen_socket
 from appliance.proxy.outbox import Outbox, send_queue
-from ha.sync.codec import KeyType, TableDefinition
+from ha.sync.codec import VERSION, KeyType, TableDefinition, UpdateRun
 from ha.sync.session import (
+    PUSH_BATCH,
     Close,
     CloseRequested,
     Connected,
@@ -74,7 +77,7 @@ from ha.sync.session import (
 
 if TYPE_CHECKING:
     from appliance.config.model import Address, SyncConfig
-    from appliance.persist.table import StickTable
+    from appliance.persist.table import Key, StickTable
 
 TICK = 0.25  # seconds between timer checks (heartbeats, dead peers, resync deadline)
 CONNECT_TIMEOUT = 5.0
@@ -84,6 +87,7 @@ RECONNECT_MAX = 5.0  # PEER_RECONNECT_TIMEOUT
 LOG_EVERY = 100  # refused connections of one kind: the first is logged, then one in this many
 LAG_CAP = 1_000_000  # show peers counts unacknowledged entries up to this many
 
+_PUSH = PushRequested()
 TableSource = Callable[[], Iterable[tuple[str, "StickTable", frozenset[int]]]]
 
 
@@ -179,7 +183,7 @@ class PeerConnection(asyncio.Protocol):
 
     def _push(self) -> None:
         self._more = False
-        self.run(PushRequested())
+        self.run(_PUSH)
 
 
 class PushAtSend:
@@ -241,6 +245,7 @@ class SyncService(Listening):
         self._connecting: set[asyncio.Task] = set()
         self.stopping = False
         self._push_due = False
+        self._runs_on = False  # a 2.1 peer was established at the last push: keep runs
         self._outbox = Outbox(PushAtSend(self), send_queue(loop))  # type: ignore[arg-type]
         self.refresh_tables()
 
@@ -301,38 +306,58 @@ class SyncService(Listening):
         A table keeps its wire id as long as its name exists. A table object that was replaced
         (a reload changed its key type) starts its push positions over.
         """
-        before = {t.name: (t.table, t.definition((2, 1))) for t in self.tables}
+        before = {t.name: (t.table, t.definition(VERSION)) for t in self.tables}
         tables = []
         for name, table, server_ids in self._source():
             table_id = self._table_ids.setdefault(name, len(self._table_ids) + 1)
-            tables.append(LocalTable(name, table, table_id, server_ids))
-            table.on_local_change = self._changed
+            local = LocalTable(name, table, table_id, server_ids)
+            with contextlib.suppress(ValueError):  # a table whose updates cannot be run
+                local.run = UpdateRun(local.definition(VERSION), table.update_id, PUSH_BATCH)
+            tables.append(local)
+            table.on_local_change = self._on_change(local.run)
             old = before.get(name)
             if old is not None and old[0] is not table:
                 for state in self.peers.values():
                     state.pushed.pop(name, None)
                     state.acked.pop(name, None)
         self.tables = tables
-        after = {t.name: (t.table, t.definition((2, 1))) for t in tables}
+        after = {t.name: (t.table, t.definition(VERSION)) for t in tables}
         return after != before
 
     def _tables(self) -> list[LocalTable]:
         return self.tables
 
-    def _changed(self) -> None:
-        # Enrolled on the first change of the iteration, before the outbox of the response the
-        # entry was learned from: the queue writes to the peers first (module docstring).
-        if not self._push_due:
-            self._push_due = True
-            self._outbox.write_first(b"")
+    def _on_change(self, run: UpdateRun | None) -> Callable[[int, Key, int], None]:
+        """The table's ``on_local_change``: the change joins the table's run while a 2.1 peer is
+        established, and the first change of the iteration enrolls the push, before the outbox
+        of the response the entry was learned from: the queue writes to the peers first (module
+        docstring)."""
+
+        def changed(update_id: int, key: Key, server_id: int) -> None:
+            if self._runs_on and run is not None:
+                run.add(update_id, key, server_id)
+            if not self._push_due:
+                self._push_due = True
+                self._outbox.write_first(b"")
+
+        return changed
 
     def push_all(self) -> None:
-        """Write what changed to every established peer (the send queue calls this). A session
-        still catching up (a push step is already scheduled) sends it with the rest."""
+        """Write what changed to every established peer (the send queue calls this), then empty
+        the tables' runs. A session still catching up (a push step is already scheduled) sends
+        it with the rest."""
         self._push_due = False
+        runs_on = False
         for conn in list(self.connections):
-            if conn.session.state is State.ESTABLISHED and not conn._more:
-                conn.run(PushRequested())
+            session = conn.session
+            if session.state is State.ESTABLISHED:
+                runs_on = runs_on or session.version >= VERSION
+                if not conn._more:
+                    conn.run(_PUSH)
+        for local in self.tables:
+            if local.run is not None:
+                local.run.clear(local.table.update_id)
+        self._runs_on = runs_on
 
     # -- connections
 

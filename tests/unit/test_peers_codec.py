@@ -38,6 +38,7 @@ from ha.sync.codec import (
     TableSwitch,
     UnknownMessage,
     Update,
+    UpdateRun,
     decode_varint,
     encode_status,
     encode_varint,
@@ -734,3 +735,76 @@ def test_runs_of_plain_updates_stop_where_garbage_starts(chunks, framed):
             out.append(("error", str(exc)))
         outcomes.append(out)
     assert outcomes[0] == outcomes[1]
+
+
+# -- runs: updates encoded as the table changes ---------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(batches(), st.integers(1, 25))
+def test_a_run_decodes_as_the_updates_it_was_given_with_the_full_expiry(batch, limit):
+    key_type, key_length, changes, _ = batch
+    public = KEY_SHAPES[key_type][2]
+    definition = TableDefinition(5, "t", key_type, key_length, (DataType.SERVER_ID,), 90_000)
+    run = UpdateRun(definition, base=7, limit=limit)
+    for update_id, key, server_id, _ in changes:
+        run.add(update_id, key, server_id)
+    taken = changes[:limit]
+    assert (run.base, run.count) == (7, len(taken))
+    assert (run.first_id, run.last_id) == (taken[0][0], taken[-1][0])
+    encoder = Encoder()
+    head = encoder.encode(definition)
+    wire = encoder.run(5, run)
+    assert wire == run.take()  # the table is current: no definition first
+    expected = [Update(5, u & 0xFFFFFFFF, public(k), s, 90_000) for u, k, s, _ in taken]
+    assert decode_all(head + wire)[1:] == expected
+    # The encoder goes on after the run's last id: the next update is incremental.
+    follow = encoder.updates(5, [(taken[-1][0] + 1, changes[0][1], 1, 1.0)], timed=True)
+    assert follow[1] == 0x86
+    run.clear(base=99)
+    assert (run.base, run.count, run.take()) == (99, 0, b"")
+
+
+def test_a_run_starts_with_a_full_id_and_a_gap_or_a_long_key_takes_one_too():
+    definition = TableDefinition(2, "app", KeyType.STRING, 301, (DataType.SERVER_ID,), 5_000)
+    run = UpdateRun(definition, base=0, limit=100)
+    changes = [(10, b"a", 1), (11, b"b", 2), (15, b"c", 1), (16, b"d" * 260, 1), (17, b"e", 300)]
+    for update_id, key, server in changes:
+        run.add(update_id, key, server)
+    wire = run.take()
+    types, pos = [], 0
+    while pos < len(wire):  # walk the frames: class, type, varint length, payload
+        length, start = decode_varint(wire, pos + 2)
+        types.append(wire[pos + 1])
+        pos = start + length
+    # incremental (0x86) only in the usual shape; full (0x85, with the id): the first, after
+    # the gap, a key too long for a one-byte length, a server id of two bytes
+    assert types == [0x85, 0x86, 0x85, 0x85, 0x85]
+    encoder = Encoder()
+    head = encoder.encode(definition)
+    assert decode_all(head + encoder.run(2, run))[1:] == [
+        Update(2, u, k, s, 5_000) for u, k, s in changes
+    ]
+
+
+def test_a_run_after_another_table_defines_its_table_again():
+    first = TableDefinition(1, "a", KeyType.IPV4, 4, (DataType.SERVER_ID,), 1000)
+    second = TableDefinition(2, "b", KeyType.STRING, 33, (DataType.SERVER_ID,), 1000)
+    encoder = Encoder()
+    encoder.encode(first)
+    encoder.encode(second)
+    run = UpdateRun(first, base=0, limit=10)
+    run.add(1, 0xC6120001, 1)
+    wire = encoder.run(1, run)
+    assert wire.startswith(Encoder().encode(first))
+    assert decode_all(wire) == [first, Update(1, 1, IPv4Address("198.18.0.1"), 1, 1000)]
+
+
+def test_runs_need_an_expiry_and_only_a_server_id():
+    for definition in (
+        TableDefinition(1, "a", KeyType.STRING, 33, (DataType.SERVER_ID,)),  # 2.0: no expiry
+        TableDefinition(1, "a", KeyType.STRING, 33, (DataType.GPC0,), 1000),
+        TableDefinition(1, "a", KeyType.BINARY, 3, (DataType.SERVER_ID,), 1000),
+    ):
+        with pytest.raises(ValueError):
+            UpdateRun(definition, base=0, limit=10)

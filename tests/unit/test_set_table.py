@@ -42,7 +42,7 @@ def test_set_table_refuses_what_it_cannot_store(line, message):
 def test_set_table_stores_a_local_change_that_is_pushed(proxy, cmds):  # noqa: F811
     table = proxy.backends["app"].persistence.table
     pushed = []
-    table.on_local_change = lambda: pushed.append(table.update_id)
+    table.on_local_change = lambda update_id, key, server_id: pushed.append(update_id)
     assert cmds.answer("set table app key 192.0.2.7 data.server_id 2") == ""
     assert table.lookup("192.0.2.7", touch=False) == 2
     assert pushed == [1]

@@ -32,6 +32,7 @@ from ha.sync.codec import (
     TableSwitch,
     UnknownMessage,
     Update,
+    UpdateRun,
 )
 from ha.sync.session import (
     Close,
@@ -322,6 +323,34 @@ def test_acks_are_held_back_while_updates_stream_in_and_sent_at_the_next_tick():
     late = link.feed("b", DataReceived(enc.encode(Update(1, 5, b"e", 2, 1000))))
     assert decoded(late) == [Ack(1, 5)]
     assert len(link.lb2.table) == 5
+
+
+def test_a_session_up_to_date_sends_the_tables_run_and_one_behind_walks_the_log():
+    link = Link()
+    link.connect()
+    local = link.lb1.tables[0]
+    table = link.lb1.table
+    table.learn(b"old", 1)
+    link.run("a", PushRequested())  # up to date: pushed == 1
+    local.run = UpdateRun(local.definition(s.VERSION), table.update_id, s.PUSH_BATCH)
+    table.on_local_change = local.run.add
+    for key in (b"k1", b"k2", b"k3"):
+        table.learn(key, 2)
+    out = link.feed("a", PushRequested())
+    assert sent(out) == local.run.take()  # the run as it is, nothing encoded again
+    assert link.lb1.peer.pushed["app"] == 4 and link.lb1.peer.updates_sent == 4
+    link.drain("a")
+    link.feed("b", DataReceived(sent(out)))
+    assert {e.key for e in link.lb2.table} == {b"old", b"k1", b"k2", b"k3"}
+    assert next(iter(link.lb2.table)).expires_in == 1800
+    # A change after the run was taken, in the same iteration: from the log, incremental.
+    table.learn(b"k4", 1)
+    assert link.said("a", PushRequested()) == [Update(1, 5, b"k4", 1, 1_800_000)]
+    # A session that is behind the run's base walks the log instead.
+    local.run.clear(table.update_id)
+    table.learn(b"k5", 1)
+    link.lb1.peer.pushed["app"] = 4  # k4 (id 5) not pushed: behind the base, 5
+    assert [m.key for m in link.said("a", PushRequested())] == [b"k4", b"k5"]
 
 
 def test_timed_updates_carry_the_remaining_life():
