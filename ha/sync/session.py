@@ -842,22 +842,21 @@ class PeerSession:
                     if self.remote_tables.get(table_id) is not None:
                         out.append(self.encoder.encode(Ack(table_id, update_id)))
         if self.paused_since is None:
-            tables = {local.name: local for local in self._tables()}
             if self.teaching is not None and not self.teach_done:
-                budget = self._teach(tables, out)
+                budget = self._teach({local.name: local for local in self._tables()}, out)
             else:
-                budget = self._push_changes(tables, out)
+                budget = self._push_changes(self._tables(), out)
             if budget <= 0:
                 actions.append(MorePending())
         if out:
             self._send(b"".join(out), actions)
 
-    def _push_changes(self, tables: dict[str, LocalTable], out: list[bytes]) -> int:
+    def _push_changes(self, tables: Iterable[LocalTable], out: list[bytes]) -> int:
         peer = self.peer
         assert peer is not None
         budget = PUSH_BATCH
         timed = self.version >= VERSION
-        for local in tables.values():
+        for local in tables:
             after = peer.pushed.get(local.name, 0)
             if local.table.update_id <= after:
                 continue
