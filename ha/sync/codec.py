@@ -1074,7 +1074,7 @@ class UpdateRun:
     """
 
     __slots__ = (
-        *("_definition", "_encoder", "_expire_ms", "_fixed", "_joined", "_parts", "_prefixes"),
+        *("_definition", "_encoder", "_expire_ms", "_fixed", "_parts", "_prefixes"),
         *("_string", "base", "count", "first_id", "last_id", "limit"),
     )
 
@@ -1101,7 +1101,6 @@ class UpdateRun:
             )
         self.limit = limit
         self._parts: list[bytes] = []
-        self._joined: bytes | None = None
         self.base = base
         self.count = self.first_id = self.last_id = 0
 
@@ -1110,7 +1109,6 @@ class UpdateRun:
         count = self.count
         if count >= self.limit:
             return
-        self._joined = None
         self.count = count + 1
         if count and update_id == self.last_id + 1 and server_id < 0xF0:
             self.last_id = update_id
@@ -1131,14 +1129,11 @@ class UpdateRun:
         )
 
     def take(self) -> bytes:
-        """The run's bytes (the same object for every session of the iteration)."""
-        if self._joined is None:
-            self._joined = b"".join(self._parts)
-        return self._joined
+        """The run's bytes."""
+        return b"".join(self._parts)
 
     def clear(self, base: int) -> None:
         self._parts = []
-        self._joined = None
         self.base = base
         self.count = self.first_id = self.last_id = 0
 

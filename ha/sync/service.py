@@ -246,6 +246,7 @@ class SyncService(Listening):
         self.stopping = False
         self._push_due = False
         self._runs_on = False  # a 2.1 peer was established at the last push: keep runs
+        self._hooks: list[tuple[StickTable, Callable[[int, Key, int], None]]] = []
         self._outbox = Outbox(PushAtSend(self), send_queue(loop))  # type: ignore[arg-type]
         self.refresh_tables()
 
@@ -290,6 +291,7 @@ class SyncService(Listening):
             task.cancel()
         for conn in list(self.connections):
             conn.run(CloseRequested("stopping"))
+        self._hooks = []
         for local in self.tables:
             local.table.on_local_change = None
         if self.connections:
@@ -308,39 +310,52 @@ class SyncService(Listening):
         """
         before = {t.name: (t.table, t.definition(VERSION)) for t in self.tables}
         tables = []
+        hooks: list[tuple[StickTable, Callable[[int, Key, int], None]]] = []
         for name, table, server_ids in self._source():
             table_id = self._table_ids.setdefault(name, len(self._table_ids) + 1)
             local = LocalTable(name, table, table_id, server_ids)
             with contextlib.suppress(ValueError):  # a table whose updates cannot be run
                 local.run = UpdateRun(local.definition(VERSION), table.update_id, PUSH_BATCH)
             tables.append(local)
-            table.on_local_change = self._on_change(local.run)
+            hooks.append((table, self._on_change(table, local.run)))
             old = before.get(name)
             if old is not None and old[0] is not table:
                 for state in self.peers.values():
                     state.pushed.pop(name, None)
                     state.acked.pop(name, None)
         self.tables = tables
+        self._hooks = hooks
+        self._hook_tables()
         after = {t.name: (t.table, t.definition(VERSION)) for t in tables}
         return after != before
 
     def _tables(self) -> list[LocalTable]:
         return self.tables
 
-    def _on_change(self, run: UpdateRun | None) -> Callable[[int, Key, int], None]:
-        """The table's ``on_local_change``: the change joins the table's run while a 2.1 peer is
-        established, and the first change of the iteration enrolls the push, before the outbox
-        of the response the entry was learned from: the queue writes to the peers first (module
-        docstring)."""
+    def _on_change(
+        self, table: StickTable, run: UpdateRun | None
+    ) -> Callable[[int, Key, int], None]:
+        """The table's ``on_local_change`` for its first change of the iteration: enroll the push
+        (before the outbox of the response the entry was learned from, so that the queue writes
+        to the peers first: module docstring); the change joins the table's run while a 2.1
+        peer is established. For the rest of the iteration the table calls the run directly (or
+        nothing), until ``push_all`` hooks this again."""
 
         def changed(update_id: int, key: Key, server_id: int) -> None:
-            if self._runs_on and run is not None:
-                run.add(update_id, key, server_id)
             if not self._push_due:
                 self._push_due = True
                 self._outbox.write_first(b"")
+            if self._runs_on and run is not None:
+                run.add(update_id, key, server_id)
+                table.on_local_change = run.add
+            else:
+                table.on_local_change = None
 
         return changed
+
+    def _hook_tables(self) -> None:
+        for table, hook in self._hooks:
+            table.on_local_change = hook
 
     def push_all(self) -> None:
         """Write what changed to every established peer (the send queue calls this), then empty
@@ -358,6 +373,7 @@ class SyncService(Listening):
             if local.run is not None:
                 local.run.clear(local.table.update_id)
         self._runs_on = runs_on
+        self._hook_tables()
 
     # -- connections
 

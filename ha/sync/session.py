@@ -104,6 +104,7 @@ class SessionError(RuntimeError):
 
 
 class State(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
     CONNECTING = "connecting"  # connector: TCP (and TLS) not up yet
     AWAIT_STATUS = "await status"  # connector: hello sent
     AWAIT_HELLO = "await hello"  # acceptor: nothing received yet
@@ -335,6 +336,7 @@ Action = Send | Close | Established | Rejected | MorePending | Notice
 
 
 class _Input(enum.Enum):
+    __hash__ = object.__hash__  # looked up with the state in _TABLE for every event
     CONNECTED = "connected"
     HELLO = "hello"
     HELLO_NOT_FOR_US = "hello for another peer name"
