@@ -363,17 +363,20 @@ class SyncService(Listening):
         it with the rest."""
         self._push_due = False
         runs_on = False
-        for conn in list(self.connections):
-            session = conn.session
-            if session.state is State.ESTABLISHED:
-                runs_on = runs_on or session.version >= VERSION
-                if not conn._more:
-                    conn.run(_PUSH)
-        for local in self.tables:
-            if local.run is not None:
-                local.run.clear(local.table.update_id)
-        self._runs_on = runs_on
-        self._hook_tables()
+        try:
+            for conn in list(self.connections):
+                session = conn.session
+                if session.state is State.ESTABLISHED:
+                    runs_on = runs_on or session.version >= VERSION
+                    if not conn._more:
+                        conn.run(_PUSH)
+        finally:  # whatever a session did, the next change must enroll a push again
+            for local in self.tables:
+                if local.run is not None:
+                    local.run.clear(local.table.update_id)
+            self._runs_on = runs_on
+            if not self.stopping:
+                self._hook_tables()
 
     # -- connections
 

@@ -216,3 +216,40 @@ def test_updates_go_first_for_a_connection_held_earlier_or_closed(how: str) -> N
             await service.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_push_step_that_fails_leaves_the_next_change_enrolled() -> None:
+    """After the first change of an iteration the table calls its run directly; the push at the
+    end of the iteration hooks the service back, also when a session's push step raised."""
+
+    async def scenario() -> None:
+        service, table, peer = await established_with_a_scripted_peer()
+        conn = service.links["lb2"].conn
+        assert conn is not None
+        broken = [True]
+        real_run = conn.run
+
+        def run_once_broken(event):
+            if broken.pop() if broken else False:
+                raise RuntimeError("a bug in a push step")
+            real_run(event)
+
+        conn.run = run_once_broken  # type: ignore[method-assign]
+        first, second = keys(2)
+        try:
+            table.learn(first, 1)
+            for _ in range(20):  # the send queue reports the error and goes on
+                await asyncio.sleep(0)
+            table.learn(second, 2)
+            seen = b""
+            for _ in range(20):  # loop iterations, no timer: the service's tick would push too
+                await asyncio.sleep(0)
+                seen += drain(peer)
+                if second in seen:
+                    break
+            assert second in seen, seen
+        finally:
+            peer.close()
+            await service.stop()
+
+    asyncio.run(scenario())
