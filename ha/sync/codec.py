@@ -726,17 +726,6 @@ class Decoder:
         if layout.problem is not None:
             raise ProtocolError(f"update for table {layout.definition.name!r}: {layout.problem}")
         timed = msg_type in _TIMED_UPDATES
-        if layout.string_and_server_id:
-            # The usual update (a string key, then a one-byte server id), read without a
-            # _Reader; anything else, including a message cut short, takes the general path.
-            end = len(payload)
-            start = pos + 4 if timed else pos
-            if start < end:
-                length = payload[start]
-                if length < 0xF0 and start + 1 + length == end - 1 and payload[-1] < 0xF0:
-                    expire_ms = int.from_bytes(payload[pos:start], "big") if timed else None
-                    key = payload[start + 1 : end - 1]
-                    return Update(table_id, update_id, key, payload[-1], expire_ms)
         reader = _Reader(payload, "update")
         reader.pos = pos
         expire_ms = reader.u32() if timed else None
@@ -966,15 +955,22 @@ class Encoder:
     def run(self, table_id: int, run: UpdateRun) -> bytes:
         """A run's updates, for the table ``table_id`` (defined again first if another table is
         current); later updates continue after its last id."""
+        _, head = self._table(table_id)
+        self._last_ids[table_id] = run.last_id & _U32
+        return head + run.take()
+
+    def _table(self, table_id: int) -> tuple[TableDefinition, bytes]:
+        """The definition updates of ``table_id`` are written against, and what must precede
+        them: the definition again when another table is current (nothing otherwise)."""
         definition = self._definitions.get(table_id)
         if definition is None:
             raise ValueError(f"update for undefined table id {table_id}")
-        head = b""
-        if self._current != table_id:
-            head = _encode_definition(definition)
-            self._current = table_id
-        self._last_ids[table_id] = run.last_id & _U32
-        return head + run.take()
+        if definition.data_types not in ((), _SERVER_ID_ONLY):
+            raise ValueError(f"table {definition.name!r}: only server_id can be encoded")
+        if self._current == table_id:
+            return definition, b""
+        self._current = table_id
+        return definition, _encode_definition(definition)
 
     def updates(
         self,
@@ -993,21 +989,14 @@ class Encoder:
         ``ms_per_unit`` milliseconds (seconds by default), written when ``timed``, clamped to
         the wire's 32-bit range.
         """
-        definition = self._definitions.get(table_id)
-        if definition is None:
-            raise ValueError(f"update for undefined table id {table_id}")
+        definition, head = self._table(table_id)
         with_server = definition.data_types == _SERVER_ID_ONLY
-        if not with_server and definition.data_types:
-            raise ValueError(f"table {definition.name!r}: only server_id can be encoded")
         key_type = definition.key_type
         fixed = _FIXED_KEYS.get(key_type)
         string = key_type == KeyType.STRING
         types = _UPDATE_TYPES[timed]
         heads = _HEADS[timed]
-        out: list[bytes] = []
-        if self._current != table_id:
-            out.append(_encode_definition(definition))
-            self._current = table_id
+        out = [head]
         last = self._last_ids.get(table_id)
         incremental = self.incremental
         plain = string and with_server and timed and incremental
