@@ -758,8 +758,8 @@ def bench(args: argparse.Namespace) -> None:
         f"{args.samples} samples/s, "
         f"{args.rounds} rounds of {args.duration} s per side; resync: {args.entries} entries, "
         f"{args.resync_rounds} rounds per side; cost: {args.cost_rounds} rounds of "
-        f"{args.cost_duration} s "
-        "each way (a shared machine: compare ratios, not absolute numbers)",
+        f"{args.cost_duration} s, on and off side by side (a shared machine: compare ratios, "
+        "not absolute numbers)",
         flush=True,
     )
     lines: list[str] = []
