@@ -4,7 +4,7 @@ HAProxy's management guide ("Unix Socket commands") is the model: the same
 command words, the same answers where tools read them (``show stat`` CSV with
 HAProxy 2.6's columns, ``show info`` key: value lines, ``show servers state``
 version 1, ``show table`` dumps), the same error lines for unknown servers and
-bad weights. ``parse`` turns a line into a ``Command`` or raises
+bad weights. ``parse`` turns a line into a ``Command`` (verb, operands) or raises
 ``CommandError``; ``RuntimeCommands.answer`` carries it out against the
 running proxy and returns the text. A command that fails changes nothing.
 
@@ -20,7 +20,6 @@ import os
 import resource
 import socket
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance import __version__
@@ -29,7 +28,7 @@ from appliance.proxy.client import CLOSED, CONNECT, DATA, IDLE, QUEUE, REQ_HEAD,
 
 if TYPE_CHECKING:
     from appliance.checks.state import CheckResult
-    from appliance.persist.table import StickTable
+    from appliance.persist.table import Entry, StickTable
     from appliance.proxy.backend import Backend
     from appliance.proxy.frontend import Frontend
     from appliance.proxy.proxy import Proxy
@@ -248,12 +247,10 @@ class CommandError(Exception):
     """A command that cannot be carried out; the message is the answer's line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A parsed command: ``verb`` names it, ``args`` holds its operands."""
-
-    verb: str
-    args: tuple[str, ...] = ()
+# A parsed command: (verb, operands). The verb names the ``RuntimeCommands`` method that answers
+# it (``show_table``: ``_show_table``). A plain tuple: the runtime socket answers a poller's
+# every ask from a cold cache, where building an object costs several microseconds.
+Command = tuple[str, tuple[str, ...]]
 
 
 _ADMIN_WORDS = {"ready": Event.SET_READY, "drain": Event.SET_DRAIN, "maint": Event.SET_MAINT}
@@ -268,43 +265,45 @@ def parse(line: str) -> Command:
     n = len(words)
     match words:
         # First: the command a sync-lag poller sends in a tight loop (cases are tried in order).
-        case ["show" | "clear", "table", name] | ["show" | "clear", "table", name, "key", _]:
-            return Command(f"{words[0]} table", (name, *words[4:]))
+        case ["show", "table", name, "key", key]:
+            return "show_table", (name, key)
+        case ["show" | "clear", "table", name] | ["clear", "table", name, "key", _]:
+            return words[0] + "_table", (name, *words[4:])
         case ["help", *_]:
-            return Command("help")
+            return "help", ()
         case ["show", "info"] | ["show", "info", "json"]:
-            return Command("show info", tuple(words[2:]))
+            return "show_info", tuple(words[2:])
         case ["show", "stat", *rest]:
             return _parse_show_stat(rest)
         case ["show", "servers", "state"] | ["show", "servers", "state", _]:
-            return Command("show servers state", tuple(words[3:]))
+            return "show_servers_state", tuple(words[3:])
         case ["show", "sess"]:
-            return Command("show sess")
+            return "show_sess", ()
         case ["show", "table"]:
-            return Command("show table")
+            return "show_table", ()
         case ["show", "peers"] | ["show", "peers", "json"]:
-            return Command("show peers", tuple(words[2:]))
+            return "show_peers", tuple(words[2:])
         case ["set", "table", name, "key", key, *data]:
-            return Command("set table", (name, key, _server_id_data(data)))
+            return "set_table", (name, key, _server_id_data(data))
         case ["set", "table", *_]:
             raise CommandError("Require 'set table <name> key <key> data.server_id <id>'.")
         case ["set", "server", target, "state", word]:
             if word not in _ADMIN_WORDS:
                 raise CommandError("'set server <srv> state' expects 'ready', 'drain' and 'maint'.")
-            return Command("set state", (_server_ref(target), word))
+            return "set_state", (_server_ref(target), word)
         case ["set", "server", target, "health", word]:
             if word not in _HEALTH_WORDS:
                 raise CommandError("'set server <srv> health' expects 'up' or 'down'.")
-            return Command("set health", (_server_ref(target), word))
+            return "set_health", (_server_ref(target), word)
         case ["set", "server", target, "weight", weight] | ["set", "weight", target, weight]:
-            return Command("set weight", (_server_ref(target), _weight_word(weight)))
+            return "set_weight", (_server_ref(target), _weight_word(weight))
         case ["get", "weight", target]:
-            return Command("get weight", (_server_ref(target),))
+            return "get_weight", (_server_ref(target),)
         case ["enable" | "disable", "server", target]:
             word = "ready" if words[0] == "enable" else "maint"
-            return Command("set state", (_server_ref(target), word))
+            return "set_state", (_server_ref(target), word)
         case ["reload"]:
-            return Command("reload")
+            return "reload", ()
         case ["set", "server", *_] | ["enable" | "disable", "server", *_]:
             raise CommandError(f"Malformed command {' '.join(words[:3])!r}; see 'help'.")
     shown = " ".join(words[:4]) + (" ..." if n > 4 else "")
@@ -322,7 +321,7 @@ def _parse_show_stat(rest: list[str]) -> Command:
         for word in rest[1:]:
             if not word.lstrip("-").isdigit():
                 raise CommandError("'show stat': <type> and <sid> must be integers.")
-    return Command("show stat", (*rest, *fmt))
+    return "show_stat", (*rest, *fmt)
 
 
 def _server_id_data(data: list[str]) -> str:
@@ -369,8 +368,8 @@ class RuntimeCommands:
     def answer(self, line: str) -> str:
         """The answer to one command line (each line ending in a newline; may be empty)."""
         try:
-            command = parse(line)
-            return getattr(self, "_" + command.verb.replace(" ", "_"))(*command.args)
+            verb, args = parse(line)
+            return getattr(self, "_" + verb)(*args)
         except CommandError as exc:
             return f"{exc}\n"
 
@@ -518,23 +517,12 @@ class RuntimeCommands:
                 for b in self.proxy.backends.values()
                 if b.persistence is not None and b.persistence.table is not None
             )
-        backend = self._table_of(args[0])
-        table = backend.persistence.table
+        table = self._table_of(args[0]).persistence.table
         header = _table_header(table)
-        if len(args) > 1:
+        if len(args) > 1:  # what a poller waiting for a key asks again and again
             entry = table.entry(_table_key(table, args[1]))
-            if entry is None:  # a poller waiting for a key asks this again and again
-                return header
-            entries = [entry]
-        else:
-            entries = list(table)
-        out = [header]
-        for index, entry in enumerate(entries, 1):
-            out.append(
-                f"0x{index:012x}: key={_show_key(entry.key)} use=0 "
-                f"exp={int(entry.expires_in * 1000)} server_id={entry.server_id}\n"
-            )
-        return "".join(out)
+            return header if entry is None else header + _entry_line(1, entry)
+        return header + "".join(_entry_line(index, entry) for index, entry in enumerate(table, 1))
 
     def _show_peers(self, *fmt: str) -> str:
         sync = self.proxy.sync
@@ -936,6 +924,13 @@ def _table_key(table: StickTable, text: str) -> object:
     except ValueError:
         raise CommandError(f"Invalid key {text!r} for a table of type {table.key_type}.") from None
     return text.encode()
+
+
+def _entry_line(index: int, entry: Entry) -> str:
+    return (
+        f"0x{index:012x}: key={_show_key(entry.key)} use=0 "
+        f"exp={int(entry.expires_in * 1000)} server_id={entry.server_id}\n"
+    )
 
 
 def _show_key(key: object) -> str:

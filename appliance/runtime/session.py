@@ -131,9 +131,12 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f]")
 
 def _text(line: bytes) -> str | None:
     """The line as text, or None if it is binary (invalid UTF-8 or control bytes)."""
-    if _CONTROL.search(line) is not None:
-        return None
     try:
-        return line.decode()
+        text = line.decode()
     except UnicodeDecodeError:
         return None
+    # A printable line has no control character; the regex is for the rest (tab, CR, and
+    # characters such as U+00AD that are not printable but not control characters either).
+    if text.isprintable() or _CONTROL.search(line) is None:
+        return text
+    return None

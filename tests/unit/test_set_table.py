@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.runtime.commands import Command, CommandError, RuntimeCommands, parse
+from appliance.runtime.commands import CommandError, RuntimeCommands, parse
 from tests.unit.test_runtime_commands import proxy  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.unit
@@ -16,8 +16,9 @@ def cmds(proxy):  # noqa: F811
 
 
 def test_set_table_parses_haproxys_syntax():
-    assert parse("set table app key 192.0.2.7 data.server_id 2") == Command(
-        "set table", ("app", "192.0.2.7", "2")
+    assert parse("set table app key 192.0.2.7 data.server_id 2") == (
+        "set_table",
+        ("app", "192.0.2.7", "2"),
     )
 
 
