@@ -56,7 +56,6 @@ from ha.sync.session import (
     CloseRequested,
     Connected,
     ConnectionLost,
-    DataReceived,
     Established,
     Event,
     LocalTable,
@@ -157,7 +156,7 @@ class PeerConnection(asyncio.Protocol):
             self.run(Connected())
 
     def data_received(self, data: bytes) -> None:
-        self.run(DataReceived(data))
+        self.service.carry_out(self, self.session.receive(data, self.service.loop.time()))
 
     def eof_received(self) -> bool:
         return False

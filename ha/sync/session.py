@@ -455,14 +455,23 @@ class PeerSession:
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Apply ``event`` at time ``now``; return the actions to carry out, in order."""
+        if isinstance(event, DataReceived):
+            return self.receive(event.data, now)
         self.now = now
         actions: list[Action] = []
-        if isinstance(event, DataReceived):
-            self._receive(event.data, actions)
-        elif isinstance(event, Tick):
+        if isinstance(event, Tick):
             self._dispatch(self._tick_input(), event, actions)
         else:
             self._dispatch(_EVENT_INPUTS[type(event)], event, actions)
+        return actions
+
+    def receive(self, data: bytes, now: float) -> list[Action]:
+        """``handle(DataReceived(data), now)`` without the event object: the service calls this
+        for every read, often in a process woken from idle, where building an object is
+        several microseconds of a peer's propagation lag."""
+        self.now = now
+        actions: list[Action] = []
+        self._receive(data, actions)
         return actions
 
     def _dispatch(self, key: _Input, event: object, actions: list[Action]) -> None:
