@@ -521,7 +521,13 @@ class RuntimeCommands:
         header = _table_header(table)
         if len(args) > 1:  # what a poller waiting for a key asks again and again
             entry = table.entry(_table_key(table, args[1]))
-            return header if entry is None else header + _entry_line(1, entry)
+            if entry is None:
+                return header
+            key, server_id, expires_in = entry
+            return (
+                f"{header}0x000000000001: key={_show_key(key)} use=0"
+                f" exp={int(expires_in * 1000)} server_id={server_id}\n"
+            )
         return header + "".join(_entry_line(index, entry) for index, entry in enumerate(table, 1))
 
     def _show_peers(self, *fmt: str) -> str:
