@@ -494,6 +494,8 @@ class PeerSession:
                 if run is not None:
                     self.last_received_at = self.peer.last_message = self.now  # type: ignore[union-attr]
                     self._apply_updates(*run)
+                    if not self.decoder.buffered:
+                        break  # the usual read: updates and nothing else
                     continue
             try:
                 message = self.decoder.next_message()
