@@ -372,6 +372,9 @@ class RuntimeCommands:
             return getattr(self, "_" + verb)(*args)
         except CommandError as exc:
             return f"{exc}\n"
+        except Exception as exc:  # a bug in one command must not take the proxy down
+            self.proxy.event(f"Runtime API: internal error on {line[:80]!r}: {exc!r}")
+            return f"Internal error: {type(exc).__name__}; nothing was changed.\n"
 
     # -- lookups --
 

@@ -135,18 +135,11 @@ class RuntimeClient(asyncio.Protocol):
     def __init__(self, server: RuntimeServer) -> None:
         self.server = server
         self.loop = server.proxy.loop
-        self.session = CliSession(self._answer)
+        self.session = CliSession(server.commands.answer)
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.active = 0.0  # loop time of the client's last bytes
         self.armed_for = 0.0  # the idle timeout the running timer counts
-
-    def _answer(self, line: str) -> str:
-        try:
-            return self.server.commands.answer(line)
-        except Exception as exc:  # a bug in one command must not take the proxy down
-            self.server.proxy.event(f"Runtime API: internal error on {line[:80]!r}: {exc!r}")
-            return f"Internal error: {type(exc).__name__}; nothing was changed.\n"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -161,21 +154,23 @@ class RuntimeClient(asyncio.Protocol):
             self.timer = None
 
     def data_received(self, data: bytes) -> None:
-        self._send(self.session.feed(data))
+        self._send(*self.session.feed(data))
 
     def eof_received(self) -> bool:
-        self._send(self.session.eof())
+        self._send(*self.session.eof())
         return False
 
-    def _send(self, output) -> None:
+    def _send(self, data: bytes, close: bool) -> None:
         transport = self.transport
         if transport is None:
             return
-        if output.data:
-            transport.write(output.data)
-        if output.close:
+        if data:
+            transport.write(data)
+        if close:
             self.close()
-        else:
+            return
+        self.active = self.loop.time()
+        if self.timer is None or self.session.timeout != self.armed_for:
             self._arm()
 
     def _arm(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 MAX_LINE = 65536
 PROMPT = b"> "
@@ -23,12 +22,9 @@ IDLE_TIMEOUT = 10.0  # seconds a client may stay silent (``set timeout cli`` cha
 MAX_TIMEOUT = 86400.0
 
 
-@dataclass(slots=True)
-class Output:
-    """What the socket layer must do after ``feed``: send ``data``, then close if ``close``."""
-
-    data: bytes
-    close: bool
+# What the socket layer must do after ``feed``: send the bytes, then close if the flag is set.
+# A plain tuple, as commands.py's ``Command`` is: pollers ask a process that is otherwise idle.
+Output = tuple[bytes, bool]
 
 
 class CliSession:
@@ -50,7 +46,7 @@ class CliSession:
     def feed(self, data: bytes) -> Output:
         """Bytes from the client -> what to send back and whether to close."""
         if self.closed:
-            return Output(b"", True)
+            return b"", True
         # Walk the lines by index: re-slicing the buffer per line would copy the rest
         # of a pipelined batch once per command.
         buf = self.buf + data if self.buf else data
@@ -70,20 +66,20 @@ class CliSession:
         self.buf = buf[start:] if start else buf
         if len(self.buf) > MAX_LINE and not self.closed:
             return self._refuse(out, "Command line too long (over 64 kB); closing.")
-        return Output(b"".join(out), self.closed)
+        return b"".join(out), self.closed
 
     def eof(self) -> Output:
         """The client finished sending: a last line without newline still counts."""
         if self.closed or not self.buf.strip():
             self.closed = True
-            return Output(b"", True)
+            return b"", True
         return self.feed(b"\n")
 
     def _refuse(self, out: list[bytes], message: str) -> Output:
         self.closed = True
         self.buf = b""
         out.append(message.encode() + b"\n\n")
-        return Output(b"".join(out), True)
+        return b"".join(out), True
 
     def _line(self, line: str, out: list[bytes]) -> None:
         if not line and self.interactive:

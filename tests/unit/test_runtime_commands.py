@@ -278,73 +278,73 @@ def echo(line: str) -> str:
 
 def test_one_shot():
     s = CliSession(echo)
-    out = s.feed(b"show info\n")
-    assert out.data == b"answer to show info\n\n"
-    assert out.close
+    data, close = s.feed(b"show info\n")
+    assert data == b"answer to show info\n\n"
+    assert close
 
 
 def test_one_shot_without_newline_answers_at_eof():
     s = CliSession(echo)
-    assert s.feed(b"show in").data == b""
-    out = s.eof()
-    assert out.data == b"answer to show in\n\n" and out.close
+    assert s.feed(b"show in")[0] == b""
+    data, close = s.eof()
+    assert data == b"answer to show in\n\n" and close
 
 
 def test_prompt_mode():
     s = CliSession(echo)
-    out = s.feed(b"prompt\n")
-    assert out.data == b"\n" + PROMPT and not out.close
-    out = s.feed(b"show info\nhelp\n")
-    assert out.data == b"answer to show info\n\n> answer to help\n\n> "
-    assert s.feed(b"set timeout cli 60\n").data == b"\n> "
+    data, close = s.feed(b"prompt\n")
+    assert data == b"\n" + PROMPT and not close
+    data, close = s.feed(b"show info\nhelp\n")
+    assert data == b"answer to show info\n\n> answer to help\n\n> "
+    assert s.feed(b"set timeout cli 60\n")[0] == b"\n> "
     assert s.timeout == 60
-    assert s.feed(b"quit\n").close
+    assert s.feed(b"quit\n")[1]
 
 
 def test_semicolons():
     s = CliSession(echo)
-    assert s.feed(b"a; b\n").data == b"answer to a\n\nanswer to b\n\n"
+    assert s.feed(b"a; b\n")[0] == b"answer to a\n\nanswer to b\n\n"
 
 
 def test_long_line_and_binary_close():
     s = CliSession(echo)
-    out = s.feed(b"x" * (MAX_LINE + 1))
-    assert out.close and b"too long" in out.data
+    data, close = s.feed(b"x" * (MAX_LINE + 1))
+    assert close and b"too long" in data
     s = CliSession(echo)
-    out = s.feed(b"\x00\xff\x16\x03\x01garbage\n")
-    assert out.close and b"Binary data" in out.data
+    data, close = s.feed(b"\x00\xff\x16\x03\x01garbage\n")
+    assert close and b"Binary data" in data
     s = CliSession(echo)
-    out = s.feed(b"show \x1b[A\n")
-    assert out.close and b"Binary data" in out.data
+    data, close = s.feed(b"show \x1b[A\n")
+    assert close and b"Binary data" in data
 
 
 def test_text_check_looks_at_control_bytes_only():
     s = CliSession(echo)
     s.feed(b"prompt\n")
     # Tab, CR and non-ASCII text are fine: only control characters (and DEL) are binary.
-    out = s.feed("show\ttable caf\u00e9\r\n".encode())
-    assert not out.close and out.data == "answer to show\ttable caf\u00e9\n\n> ".encode()
-    assert s.feed(b"show \x7f\n").close
+    data, close = s.feed("show\ttable caf\u00e9\r\n".encode())
+    assert not close and data == "answer to show\ttable caf\u00e9\n\n> ".encode()
+    assert s.feed(b"show \x7f\n")[1]
     s = CliSession(echo)
-    assert s.feed(b"show \xc3\n").close  # a cut UTF-8 sequence
+    assert s.feed(b"show \xc3\n")[1]  # a cut UTF-8 sequence
 
 
 def test_pipelined_lines_and_a_partial_one():
     s = CliSession(echo)
     s.feed(b"prompt\n")
-    out = s.feed(b"".join(b"c%d\n" % i for i in range(1000)) + b"par")
-    assert out.data == b"".join(b"answer to c%d\n\n> " % i for i in range(1000))
-    assert s.feed(b"tial\n").data == b"answer to partial\n\n> "
-    out = s.feed(b"a\nquit\nnever answered\n")
-    assert out.data == b"answer to a\n\n> " and out.close
+    data, close = s.feed(b"".join(b"c%d\n" % i for i in range(1000)) + b"par")
+    assert data == b"".join(b"answer to c%d\n\n> " % i for i in range(1000))
+    assert s.feed(b"tial\n")[0] == b"answer to partial\n\n> "
+    data, close = s.feed(b"a\nquit\nnever answered\n")
+    assert data == b"answer to a\n\n> " and close
 
 
 def test_long_line_after_complete_ones_answers_them_first():
     s = CliSession(echo)
     s.feed(b"prompt\n")
-    out = s.feed(b"a\n" + b"x" * (MAX_LINE + 1))
-    assert out.close
-    assert out.data.startswith(b"answer to a\n\n> ") and b"too long" in out.data
+    data, close = s.feed(b"a\n" + b"x" * (MAX_LINE + 1))
+    assert close
+    assert data.startswith(b"answer to a\n\n> ") and b"too long" in data
 
 
 def test_show_table_key_absent_and_present(proxy):
@@ -355,3 +355,15 @@ def test_show_table_key_absent_and_present(proxy):
     shown = cmds.answer("show table app key 192.0.2.9")
     assert shown.startswith("# table: app,") and "key=::ffff:192.0.2.9 use=0 " in shown
     assert "server_id=1\n" in shown
+
+
+def test_a_bug_in_a_command_is_an_answer_and_an_event(proxy, monkeypatch):
+    cmds = RuntimeCommands(proxy)
+    events = []
+    monkeypatch.setattr(proxy, "event", events.append)
+    monkeypatch.setattr(cmds, "_show_sess", lambda: 1 / 0)
+    assert cmds.answer("show sess") == "Internal error: ZeroDivisionError; nothing was changed.\n"
+    assert events == [
+        "Runtime API: internal error on 'show sess': ZeroDivisionError('division by zero')"
+    ]
+    assert cmds.answer("show table").startswith("# table: app,")  # the next command is answered
