@@ -135,7 +135,7 @@ class RuntimeClient(asyncio.Protocol):
     def __init__(self, server: RuntimeServer) -> None:
         self.server = server
         self.loop = server.proxy.loop
-        self.session = CliSession(server.commands.answer)
+        self.session = CliSession(server.commands.answer, server.commands.quick_answer)
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.active = 0.0  # loop time of the client's last bytes

@@ -1,0 +1,131 @@
+"""``RuntimeCommands.quick_answer``: the pollers' ``show table NAME key K`` answered without the
+general path must be answered exactly as the general path answers it, and anything else left to
+the general path."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.config import load_text
+from appliance.proxy.proxy import Proxy
+from appliance.runtime.commands import RuntimeCommands
+from appliance.runtime.session import CliSession
+
+pytestmark = pytest.mark.unit
+
+CONFIG = """
+[global]
+log = "none"
+runtime_socket = "{tmp}/weir.sock"
+[frontends.www]
+bind = ["127.0.0.1:1"]
+default_backend = "app"
+[backends.app]
+[backends.app.stick]
+on = "cookie:JSESSIONID"
+[[backends.app.servers]]
+name = "web1"
+address = "127.0.0.1:9001"
+[[backends.app.servers]]
+name = "web2"
+address = "127.0.0.1:9002"
+[backends.ips]
+[backends.ips.stick]
+on = "src"
+[[backends.ips.servers]]
+name = "s1"
+address = "127.0.0.1:9003"
+[backends.plain]
+[[backends.plain.servers]]
+name = "s2"
+address = "127.0.0.1:9004"
+"""
+
+PRESENT = ["k1", "0123456789abcdef0123456789abcdef", "a-b_c.d", "x" * 32]
+
+
+@pytest.fixture(scope="module")
+def cmds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quick")
+    loop = asyncio.new_event_loop()
+    proxy = Proxy(load_text(CONFIG.replace("{tmp}", str(tmp)), for_run=True), loop)
+    for name in ("app", "ips"):
+        table = proxy.backends[name].persistence.table
+        table._clock = lambda: 1000.0  # exp= must not move between the two answers
+    app = proxy.backends["app"].persistence.table
+    for n, key in enumerate(PRESENT):
+        app.learn(key.encode(), 1 + n % 2)
+    proxy.backends["ips"].persistence.table.learn("192.0.2.7", 1)
+    yield RuntimeCommands(proxy)
+    proxy.log.close()
+    loop.close()
+
+
+def test_the_poll_is_answered_quickly_and_as_the_general_path_does(cmds):
+    for key in [*PRESENT, "absent"]:
+        quick = cmds.quick_answer(f"show table app key {key}\n".encode())
+        assert quick is not None
+        assert quick == cmds.answer(f"show table app key {key}")
+    assert "key=k1 use=0 exp=" in cmds.quick_answer(b"show table app key k1\n")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"show table ips key 192.0.2.7\n",  # not a string table
+        b"show table plain key k1\n",  # no table
+        b"show table nosuch key k1\n",
+        b"show table app key k1",  # no newline yet
+        b"show table app key k1\r\n",
+        b"show table app key  k1\n",
+        b"show table app\tkey k1\n",
+        b"show table app key k1\nshow table app key k1\n",  # two commands
+        b"show table app key k1;help\n",
+        b"show table app key k\x01\n",
+        b"show table app key caf\xc3\xa9\n",
+        b"show table app key caf\xc3\n",  # not UTF-8
+        b"show table app key " + b"x" * 33 + b"\n",  # longer than the table's keys
+        b"show table app key k1 extra\n",
+        b"show table app kex k1\n",
+        b"show table app\n",
+    ],
+)
+def test_anything_else_goes_to_the_general_path(cmds, data):
+    assert cmds.quick_answer(data) is None
+
+
+ODD = st.sampled_from([" ", ";", "\t", "\r", "\x01", "\x0b", "\x7f", "\u00e9", "x", "\n"])
+
+
+@st.composite
+def lines(draw):
+    """The poll itself (mostly of the string table, for a present key or an absent one), then
+    now and then one character put in (mostly into the name or the key) or taken out, or
+    another command after it."""
+    name = draw(st.sampled_from(["app"] * 6 + ["ips", "plain", "nosuch"]))
+    key = draw(st.sampled_from([*PRESENT, "absent", "192.0.2.7", "x" * 33]))
+    text = f"show table {name} key {key}"
+    if draw(st.integers(0, 3)):
+        tail = draw(st.booleans()) or draw(st.booleans())
+        at = draw(st.integers(len("show table ") if tail else 0, len(text)))
+        if draw(st.integers(0, 4)):
+            text = text[:at] + draw(ODD) + text[at:]
+        else:
+            text = text[:at] + text[at + 1 :]
+    text += draw(st.sampled_from(["\n", "\n", "\n", "\r\n", "", "\nhelp\n"]))
+    return text.encode()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=lines(), prompt=st.booleans())
+def test_sessions_with_and_without_the_quick_path_answer_alike(cmds, data, prompt):
+    with_quick = CliSession(cmds.answer, cmds.quick_answer)
+    general = CliSession(cmds.answer)
+    if prompt:
+        assert with_quick.feed(b"prompt\n") == general.feed(b"prompt\n")
+    assert with_quick.feed(data) == general.feed(data)
+    assert with_quick.eof() == general.eof()
