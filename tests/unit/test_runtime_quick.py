@@ -83,8 +83,11 @@ def test_the_poll_is_answered_quickly_and_as_the_general_path_does(cmds):
         b"show table app key k1\r\n",
         b"show table app key  k1\n",
         b"show table app\tkey k1\n",
+        b"show table app\x0bkey k1\n",  # whitespace to split(), a control byte to the session
         b"show table app key k1\nshow table app key k1\n",  # two commands
         b"show table app key k1;help\n",
+        b"show table app key k1 ",  # the line is not complete
+        b"show table app key k1\r",
         b"show table app key k\x01\n",
         b"show table app key caf\xc3\xa9\n",
         b"show table app key caf\xc3\n",  # not UTF-8
@@ -98,7 +101,7 @@ def test_anything_else_goes_to_the_general_path(cmds, data):
     assert cmds.quick_answer(data) is None
 
 
-ODD = st.sampled_from([" ", ";", "\t", "\r", "\x01", "\x0b", "\x7f", "\u00e9", "x", "\n"])
+ODD = st.sampled_from([" ", ";", "\t", "\r", "\x01", "\x0b", "\x0c", "\x7f", "\u00e9", "x", "\n"])
 
 
 @st.composite
@@ -110,8 +113,9 @@ def lines(draw):
     key = draw(st.sampled_from([*PRESENT, "absent", "192.0.2.7", "x" * 33]))
     text = f"show table {name} key {key}"
     if draw(st.integers(0, 3)):
-        tail = draw(st.booleans()) or draw(st.booleans())
-        at = draw(st.integers(len("show table ") if tail else 0, len(text)))
+        where = draw(st.sampled_from(["key", "key", "name and key", "anywhere"]))
+        first = {"key": len(text) - len(key), "name and key": len("show table ")}.get(where, 0)
+        at = draw(st.integers(first, len(text)))
         if draw(st.integers(0, 4)):
             text = text[:at] + draw(ODD) + text[at:]
         else:
