@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from appliance.proxy.frontend import Listening
 from appliance.runtime.commands import RuntimeCommands
-from appliance.runtime.session import CliSession
+from appliance.runtime.session import PROMPT, CliSession
 
 if TYPE_CHECKING:
     from appliance.proxy.proxy import Proxy
@@ -135,7 +135,8 @@ class RuntimeClient(asyncio.Protocol):
     def __init__(self, server: RuntimeServer) -> None:
         self.server = server
         self.loop = server.proxy.loop
-        self.session = CliSession(server.commands.answer, server.commands.quick_answer)
+        self.session = CliSession(server.commands.answer)
+        self.quick_answer = server.commands.quick_answer
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.active = 0.0  # loop time of the client's last bytes
@@ -154,7 +155,17 @@ class RuntimeClient(asyncio.Protocol):
             self.timer = None
 
     def data_received(self, data: bytes) -> None:
-        self._send(*self.session.feed(data))
+        session = self.session
+        if session.interactive and not session.buf and not session.closed:
+            # A prompt-mode read that starts a line: a poller's ask (``quick_answer``: one
+            # command, answered as the session would, with a fraction of the Python), or else
+            # the session's general path.
+            text = self.quick_answer(data)
+            if text is not None and self.transport is not None:
+                self.transport.write(text.encode() + b"\n" + PROMPT)
+                self.active = self.loop.time()
+                return
+        self._send(*session.feed(data))
 
     def eof_received(self) -> bool:
         self._send(*self.session.eof())

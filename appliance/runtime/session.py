@@ -31,18 +31,13 @@ class CliSession:
     """Splits a client's bytes into commands and frames the answers.
 
     ``answer`` is the command executor (``RuntimeCommands.answer``): a line in,
-    the answer's text out. ``quick`` (``RuntimeCommands.quick_answer``), if given,
-    is tried first on a read that starts a line: it answers one frequent command
-    with far less Python, and must answer exactly as ``answer`` would.
+    the answer's text out.
     """
 
-    __slots__ = ("answer", "buf", "closed", "interactive", "quick", "timeout")
+    __slots__ = ("answer", "buf", "closed", "interactive", "timeout")
 
-    def __init__(
-        self, answer: Callable[[str], str], quick: Callable[[bytes], str | None] | None = None
-    ) -> None:
+    def __init__(self, answer: Callable[[str], str]) -> None:
         self.answer = answer
-        self.quick = quick
         self.buf = b""
         self.interactive = False
         self.closed = False
@@ -52,15 +47,6 @@ class CliSession:
         """Bytes from the client -> what to send back and whether to close."""
         if self.closed:
             return b"", True
-        if self.quick is not None and not self.buf:
-            # ``quick`` answers the one command pollers send again and again, when it is all of
-            # ``data``, as ``answer`` would; None for anything else.
-            text = self.quick(data)
-            if text is not None:
-                if self.interactive:
-                    return text.encode() + b"\n" + PROMPT, False
-                self.closed = True
-                return text.encode() + b"\n", True
         # Walk the lines by index: re-slicing the buffer per line would copy the rest
         # of a pipelined batch once per command.
         buf = self.buf + data if self.buf else data

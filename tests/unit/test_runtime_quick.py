@@ -1,10 +1,11 @@
-"""``RuntimeCommands.quick_answer``: the pollers' ``show table NAME key K`` answered without the
-general path must be answered exactly as the general path answers it, and anything else left to
-the general path."""
+"""``RuntimeCommands.quick_answer``: the pollers' ``show table NAME key K``, which a prompt-mode
+runtime client answers without the session's general path, must be answered exactly as the
+general path answers it, and anything else left to the general path."""
 
 from __future__ import annotations
 
 import asyncio
+import types
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from appliance.config import load_text
 from appliance.proxy.proxy import Proxy
 from appliance.runtime.commands import RuntimeCommands
-from appliance.runtime.session import CliSession
+from appliance.runtime.server import RuntimeClient
 
 pytestmark = pytest.mark.unit
 
@@ -124,12 +125,59 @@ def lines(draw):
     return text.encode()
 
 
+class Transport:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def client(cmds, quick: bool = True) -> tuple[RuntimeClient, Transport]:
+    server = types.SimpleNamespace(proxy=cmds.proxy, commands=cmds, clients=set())
+    conn = RuntimeClient(server)  # type: ignore[arg-type]
+    if not quick:
+        conn.quick_answer = lambda data: None
+    transport = Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport
+
+
+def test_a_prompt_mode_client_answers_the_poll_without_the_session(cmds):
+    conn, transport = client(cmds)
+    conn.data_received(b"prompt\n")
+
+    def general(line: str) -> str:
+        raise AssertionError(f"the general path answered {line!r}")
+
+    conn.session.answer = general
+    conn.data_received(b"show table app key k1\n")
+    assert transport.out == b"\n> " + cmds.answer("show table app key k1").encode() + b"\n> "
+
+
 @settings(max_examples=1000, deadline=None)
-@given(data=lines(), prompt=st.booleans())
-def test_sessions_with_and_without_the_quick_path_answer_alike(cmds, data, prompt):
-    with_quick = CliSession(cmds.answer, cmds.quick_answer)
-    general = CliSession(cmds.answer)
-    if prompt:
-        assert with_quick.feed(b"prompt\n") == general.feed(b"prompt\n")
-    assert with_quick.feed(data) == general.feed(data)
-    assert with_quick.eof() == general.eof()
+@given(
+    data=lines(),
+    prompt=st.booleans(),
+    before=st.sampled_from([b"", b"", b"show ", b"help"]),  # the start of a line, read before
+    cut=st.integers(0, 60),  # and the data in two reads
+)
+def test_clients_with_and_without_the_quick_path_answer_alike(cmds, data, prompt, before, cut):
+    sent = []
+    for quick in (True, False):
+        conn, transport = client(cmds, quick)
+        if prompt:
+            conn.data_received(b"prompt\n")
+        for read in (before, data[:cut], data[cut:]):
+            if read:
+                conn.data_received(read)
+        conn.eof_received()
+        sent.append((bytes(transport.out), transport.closed))
+    assert sent[0] == sent[1]
