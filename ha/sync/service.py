@@ -63,7 +63,6 @@ from ha.sync.session import (
     Notice,
     PeerSession,
     PeerState,
-    PushRequested,
     Rejected,
     Resync,
     Send,
@@ -86,7 +85,6 @@ RECONNECT_MAX = 5.0  # PEER_RECONNECT_TIMEOUT
 LOG_EVERY = 100  # refused connections of one kind: the first is logged, then one in this many
 LAG_CAP = 1_000_000  # show peers counts unacknowledged entries up to this many
 
-_PUSH = PushRequested()
 TableSource = Callable[[], Iterable[tuple[str, "StickTable", frozenset[int]]]]
 
 
@@ -178,11 +176,11 @@ class PeerConnection(asyncio.Protocol):
     def push_soon(self) -> None:
         if not self._more:
             self._more = True
-            self.service.loop.call_soon(self._push)
+            self.service.loop.call_soon(self.push)
 
-    def _push(self) -> None:
+    def push(self) -> None:
         self._more = False
-        self.run(_PUSH)
+        self.service.carry_out(self, self.session.push(self.service.loop.time()))
 
 
 class PushAtSend:
@@ -368,7 +366,7 @@ class SyncService(Listening):
                 if session.state is State.ESTABLISHED:
                     runs_on = runs_on or session.version >= VERSION
                     if not conn._more:
-                        conn.run(_PUSH)
+                        conn.push()
         finally:  # whatever a session did, the next change must enroll a push again
             for local in self.tables:
                 if local.run is not None:

@@ -474,6 +474,15 @@ class PeerSession:
         self._receive(data, actions)
         return actions
 
+    def push(self, now: float) -> list[Action]:
+        """``handle(PushRequested(), now)`` without the event and the dispatch: the service's push
+        step, once per loop iteration in which entries were learned."""
+        self.now = now
+        actions: list[Action] = []
+        if self.state is State.ESTABLISHED:
+            self._push(actions)
+        return actions
+
     def _dispatch(self, key: _Input, event: object, actions: list[Action]) -> None:
         try:
             handler, next_state = _TABLE[self.state, key]

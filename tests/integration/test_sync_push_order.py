@@ -227,14 +227,14 @@ def test_a_push_step_that_fails_leaves_the_next_change_enrolled() -> None:
         conn = service.links["lb2"].conn
         assert conn is not None
         broken = [True]
-        real_run = conn.run
+        real_push = conn.push
 
-        def run_once_broken(event):
+        def push_once_broken():
             if broken.pop() if broken else False:
                 raise RuntimeError("a bug in a push step")
-            real_run(event)
+            real_push()
 
-        conn.run = run_once_broken  # type: ignore[method-assign]
+        conn.push = push_once_broken  # type: ignore[method-assign]
         first, second = keys(2)
         try:
             table.learn(first, 1)
