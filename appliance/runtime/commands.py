@@ -402,7 +402,7 @@ class RuntimeCommands:
         table = backend.persistence.table
         if table is None or table.key_type != "string" or len(key) > table.key_len:
             return None
-        # The general path's header and entry line (_table_header, _entry_text), written out:
+        # The general path's header and entry line (_table_header, _entry_line), written out:
         # each function called costs microseconds here (tests/unit/test_runtime_quick.py
         # holds the two paths to the same bytes).
         found = table.find(key)
@@ -969,11 +969,10 @@ def _table_key(table: StickTable, text: str) -> object:
 
 
 def _entry_line(index: int, entry: Entry) -> str:
-    return _entry_text(index, _show_key(entry.key), entry.server_id, entry.expires_in)
-
-
-def _entry_text(index: int, key: str, server_id: int, expires_in: float) -> str:
-    return f"0x{index:012x}: key={key} use=0 exp={int(expires_in * 1000)} server_id={server_id}\n"
+    return (
+        f"0x{index:012x}: key={_show_key(entry.key)} use=0 exp={int(entry.expires_in * 1000)}"
+        f" server_id={entry.server_id}\n"
+    )
 
 
 def _show_key(key: object) -> str:
