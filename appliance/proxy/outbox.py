@@ -17,7 +17,10 @@ enrolled outbox from a callback scheduled once per iteration (``call_soon``:
 it runs after the iteration's I/O callbacks). Everything that must not be
 overtaken sends what is queued first: ``close`` sends, then closes; ``abort``
 drops the queue, as it drops the transport's own buffer. The other transport
-methods the proxy uses are passed through.
+methods the proxy uses are passed through. A head (``SendQueue.enroll_head``)
+is called once before anything held in the iteration is sent, ``close``
+included: the sync service writes the iteration's learned entries to its peers
+there, ahead of the responses they were learned from.
 
 An iteration can handle hundreds of ready connections; so that the first
 answers do not wait for all of them, once ``HOLD_MAX`` outboxes are enrolled
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 HOLD_MAX = 64
@@ -38,38 +41,39 @@ HOLD_MAX = 64
 class SendQueue:
     """The outboxes of one event loop with data to send in this iteration."""
 
-    __slots__ = ("_first", "_loop", "_outboxes")
+    __slots__ = ("_head", "_loop", "_outboxes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # Weak: the registry below maps each loop to its queue and must not keep it alive.
         self._loop = weakref.ref(loop)
         self._outboxes: list[Outbox] = []
-        self._first: Outbox | None = None
+        self._head: Callable[[], None] | None = None
 
-    def enroll_first(self, outbox: Outbox) -> None:
-        """Enroll ``outbox`` ahead of every other, so that its data leaves before anything held
-        in this iteration, also before what an outbox's ``close`` sends at once. The sync service
-        (ha/sync) uses it: a learned entry must reach the peers before the response it was
-        learned from reaches the client."""
-        outboxes = self._outboxes
-        if not outboxes:
+    def enroll_head(self, send: Callable[[], None]) -> None:
+        """Have ``send`` called before anything held in this iteration is sent, also before what
+        an outbox's ``close`` sends at once. The sync service (ha/sync) uses it: a learned entry
+        must reach the peers before the response it was learned from reaches the client."""
+        if not self._outboxes and self._head is None:
             self._loop().call_soon(self.send_all)
-        outboxes.insert(0, outbox)
-        self._first = outbox
+        self._head = send
 
-    def send_first(self) -> None:
-        """Send what the outbox enrolled with ``enroll_first`` holds, now."""
-        first = self._first
-        self._first = None
-        if first is not None and first._held is not None:
-            held = first._held
-            first._held = None
-            first.transport.writelines(held)
+    def send_head(self) -> None:
+        """Call what ``enroll_head`` enrolled, now (once)."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            try:
+                head()
+            except Exception as exc:  # it must not strand the outboxes' data
+                self._loop().call_exception_handler(
+                    {"message": "sending ahead of the held data failed", "exception": exc}
+                )
 
     def enroll(self, outbox: Outbox) -> None:
         outboxes = self._outboxes
         if not outboxes:
-            self._loop().call_soon(self.send_all)
+            if self._head is None:
+                self._loop().call_soon(self.send_all)
         elif len(outboxes) >= HOLD_MAX:
             self.send_all()  # the send scheduled for the end of the iteration stays due
             outboxes = self._outboxes
@@ -77,11 +81,12 @@ class SendQueue:
 
     def send_all(self) -> None:
         """Send what every enrolled outbox holds (the end of a loop iteration)."""
+        if self._head is not None:
+            self.send_head()
         outboxes = self._outboxes
         if not outboxes:
             return
         self._outboxes = []
-        self._first = None
         for outbox in outboxes:  # in line, no method per outbox: this runs for every message
             held = outbox._held
             if held is None:
@@ -137,22 +142,14 @@ class Outbox:
         else:
             held.append(data)
 
-    def write_first(self, data: bytes) -> None:
-        """Like ``write``, but enrolled ahead of every other outbox (``SendQueue.enroll_first``)."""
-        if self._held is None:
-            self._held = [data]
-            self._queue.enroll_first(self)
-        else:
-            self._held.append(data)
-
     def writelines(self, chunks: Iterable[bytes]) -> None:
         for data in chunks:
             self.write(data)
 
     def close(self) -> None:
         """Send what is held, then close (the transport sends its own buffer first)."""
-        if self._queue._first is not None:
-            self._queue.send_first()  # what must precede this connection's last data
+        if self._queue._head is not None:
+            self._queue.send_head()  # what must precede this connection's last data
         held = self._held
         transport = self.transport
         if held is not None:

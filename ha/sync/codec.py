@@ -29,7 +29,7 @@ answer with; nothing else escapes the decoder, whatever the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -1060,11 +1060,12 @@ class UpdateRun:
     refreshed its entry. ``base`` is the table's last local update id before the run started: a
     session that has pushed exactly that far can send the run. At most ``limit`` updates; past
     that the run stops growing and the sessions take the rest from the update log.
+    ``on_start``, when set, is called as a run starts: the sync service enrolls its push there.
     """
 
     __slots__ = (
-        *("_definition", "_encoder", "_expire_ms", "_fixed", "_parts", "_prefixes"),
-        *("_string", "base", "count", "first_id", "last_id", "limit"),
+        *("_definition", "_encoder", "_expire_ms", "_fixed", "_full_heads", "_ms", "_parts"),
+        *("_prefixes", "_string", "base", "count", "first_id", "last_id", "limit", "on_start"),
     )
 
     def __init__(self, definition: TableDefinition, base: int, limit: int) -> None:
@@ -1077,18 +1078,20 @@ class UpdateRun:
         self._expire_ms = min(definition.expire_ms, _U32)
         self._encoder = Encoder(incremental=False)  # for updates that carry their id
         self._encoder.encode(definition)
+        ms = self._expire_ms.to_bytes(4, "big")
+        self._ms = ms
+        self._full_heads = _HEADS[True][0]  # by payload length
         heads = _HEADS[True][1]
         if self._string:  # by key length: the message head, the expiry and the key's length
-            ms = self._expire_ms.to_bytes(4, "big")
             self._prefixes = [heads[n + 6] + ms + _BYTES[n] for n in range(0xEA)]
         elif self._fixed is not None:
-            ms = self._expire_ms.to_bytes(4, "big")
             self._prefixes = [heads[self._fixed[0] + 5] + ms]
         else:
             raise ValueError(
                 f"table {definition.name!r}: no runs for key type {definition.key_type}"
             )
         self.limit = limit
+        self.on_start: Callable[[], None] | None = None
         self._parts: list[bytes] = []
         self.base = base
         self.count = self.first_id = self.last_id = 0
@@ -1110,6 +1113,21 @@ class UpdateRun:
                 return
         elif not count:
             self.first_id = update_id
+            if self.on_start is not None:
+                self.on_start()
+            if server_id < 0xF0 and (not self._string or len(key) < 0xE6):  # type: ignore[arg-type]
+                # A full update: the head, its id, then what an incremental one holds.
+                self.last_id = update_id
+                uid = (update_id & _U32).to_bytes(4, "big")
+                if self._string:
+                    n = len(key)  # type: ignore[arg-type]
+                    head = self._full_heads[n + 10] + uid + self._ms + _BYTES[n]
+                    self._parts += (head, key, _BYTES[server_id])  # type: ignore[arg-type]
+                else:
+                    size = self._fixed[0]  # type: ignore[index]
+                    head = self._full_heads[size + 9] + uid + self._ms
+                    self._parts += (head, int(key).to_bytes(size, "big"), _BYTES[server_id])
+                return
         # The first of the run, after a gap, or an unusual size: through the general encoder.
         self.last_id = update_id
         change = (update_id, key, server_id, self._expire_ms)

@@ -14,16 +14,18 @@ sans-io sessions of ``session.py``, which decide everything else. What it adds, 
   exponential backoff up to 5 s (HAProxy retries every 5 s). A 502 answer is retried at once with
   protocol 2.0.
 - **Pushing as changes happen, in order with the responses.** Each stick table calls
-  ``on_local_change`` when its change log grows. The first change of a loop iteration enrolls the
-  service at the head of the loop's ``SendQueue`` (appliance/proxy/outbox.py ``enroll_first``),
-  which sends what the proxy's connections hold at the end of the iteration, the head first; an
-  outbox closed earlier sends the head before its own data. So every update of the iteration is
-  written to each peer in one write, and before the responses they were learned from (a kill -9
-  right after cannot lose a session whose cookie the client received, docs/sync.md "Proof").
-  Pushing at the next loop turn instead lost sessions in the drill. While a 2.1 peer is
-  established, each change is encoded into its table's ``UpdateRun`` when it is logged; a session
-  up to date sends the run as it is. A push step writes at most ``PUSH_BATCH`` updates and
-  yields to the loop; a session catching up a backlog gets the new update with the rest.
+  ``on_local_change`` when its change log grows. The first change of a loop iteration enrolls
+  ``push_all`` at the head of the loop's ``SendQueue`` (appliance/proxy/outbox.py
+  ``enroll_head``), which sends what the proxy's connections hold at the end of the iteration
+  after calling the head; an outbox closed earlier calls the head before sending its own data. So
+  every update of the iteration is written to each peer in one write, and before the responses
+  they were learned from (a kill -9 right after cannot lose a session whose cookie the client
+  received, docs/sync.md "Proof"). Pushing at the next loop turn instead lost sessions in the
+  drill. While a 2.1 peer is established, the table calls its ``UpdateRun`` directly: each change
+  is encoded when it is logged, the run's first change enrolls the push, and a session up to date
+  writes the run as it is (``PeerSession.push_runs``), without the general push step. A push
+  step writes at most ``PUSH_BATCH`` updates and yields to the loop; a session catching up a
+  backlog gets the new update with the rest.
 - **Backpressure.** Writes stop while a peer's socket buffer is above ``HIGH_WATER`` (nothing
   queues in memory: the change log is the queue); a peer that does not read for 5 s is cut.
 - **TLS**, when ``tls_cert``/``tls_key``/``tls_ca`` are set: both sides present a certificate and
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -48,7 +51,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from appliance.proxy.frontend import Listening, listen_socket
-from appliance.proxy.outbox import Outbox, send_queue
+from appliance.proxy.outbox import send_queue
 from ha.sync.codec import VERSION, KeyType, TableDefinition, UpdateRun
 from ha.sync.session import (
     PUSH_BATCH,
@@ -183,25 +186,6 @@ class PeerConnection(asyncio.Protocol):
         self.service.carry_out(self, self.session.push(self.service.loop.time()))
 
 
-class PushAtSend:
-    """What the service enrolls in the loop's ``SendQueue``: it stands where an outbox's
-    transport would, and the queue's ``write`` of the held marker pushes to every peer."""
-
-    __slots__ = ("service",)
-
-    def __init__(self, service: SyncService) -> None:
-        self.service = service
-
-    def is_closing(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:
-        self.service.push_all()
-
-    def writelines(self, chunks: Iterable[bytes]) -> None:
-        self.service.push_all()
-
-
 class PeerLink:
     """A configured peer: its state, its current session, and when to connect next."""
 
@@ -241,10 +225,9 @@ class SyncService(Listening):
         self._timer: asyncio.TimerHandle | None = None
         self._connecting: set[asyncio.Task] = set()
         self.stopping = False
-        self._push_due = False
         self._runs_on = False  # a 2.1 peer was established at the last push: keep runs
-        self._hooks: list[tuple[StickTable, Callable[[int, Key, int], None]]] = []
-        self._outbox = Outbox(PushAtSend(self), send_queue(loop))  # type: ignore[arg-type]
+        self._hooks: list[tuple[LocalTable, Callable[[int, Key, int], None]]] = []
+        self._enroll = functools.partial(send_queue(loop).enroll_head, self.push_all)
         self.refresh_tables()
 
     # -- life cycle
@@ -307,14 +290,15 @@ class SyncService(Listening):
         """
         before = {t.name: (t.table, t.definition(VERSION)) for t in self.tables}
         tables = []
-        hooks: list[tuple[StickTable, Callable[[int, Key, int], None]]] = []
+        hooks: list[tuple[LocalTable, Callable[[int, Key, int], None]]] = []
         for name, table, server_ids in self._source():
             table_id = self._table_ids.setdefault(name, len(self._table_ids) + 1)
             local = LocalTable(name, table, table_id, server_ids)
             with contextlib.suppress(ValueError):  # a table whose updates cannot be run
                 local.run = UpdateRun(local.definition(VERSION), table.update_id, PUSH_BATCH)
+                local.run.on_start = self._enroll
             tables.append(local)
-            hooks.append((table, self._on_change(table, local.run)))
+            hooks.append((local, self._on_change(table)))
             old = before.get(name)
             if old is not None and old[0] is not table:
                 for state in self.peers.values():
@@ -322,58 +306,57 @@ class SyncService(Listening):
                     state.acked.pop(name, None)
         self.tables = tables
         self._hooks = hooks
-        self._hook_tables()
+        self._hook_tables(self._runs_on)
         after = {t.name: (t.table, t.definition(VERSION)) for t in tables}
         return after != before
 
     def _tables(self) -> list[LocalTable]:
         return self.tables
 
-    def _on_change(
-        self, table: StickTable, run: UpdateRun | None
-    ) -> Callable[[int, Key, int], None]:
-        """The table's ``on_local_change`` for its first change of the iteration: enroll the push
-        (before the outbox of the response the entry was learned from, so that the queue writes
-        to the peers first: module docstring); the change joins the table's run while a 2.1
-        peer is established. For the rest of the iteration the table calls the run directly (or
-        nothing), until ``push_all`` hooks this again."""
+    def _on_change(self, table: StickTable) -> Callable[[int, Key, int], None]:
+        """The table's ``on_local_change`` while no 2.1 peer is established (or the table has no
+        run): its first change of the iteration enrolls the push (before the outboxes of the
+        responses: module docstring), and the table calls nothing more until ``push_all`` hooks
+        this again. Otherwise the table calls its run, which enrolls the push when it starts."""
 
         def changed(update_id: int, key: Key, server_id: int) -> None:
-            if not self._push_due:
-                self._push_due = True
-                self._outbox.write_first(b"")
-            if self._runs_on and run is not None:
-                run.add(update_id, key, server_id)
-                table.on_local_change = run.add
-            else:
-                table.on_local_change = None
+            self._enroll()
+            table.on_local_change = None
 
         return changed
 
-    def _hook_tables(self) -> None:
-        for table, hook in self._hooks:
-            table.on_local_change = hook
+    def _hook_tables(self, runs_on: bool) -> None:
+        for local, changed in self._hooks:
+            run = local.run
+            local.table.on_local_change = run.add if runs_on and run is not None else changed
 
     def push_all(self) -> None:
-        """Write what changed to every established peer (the send queue calls this), then empty
-        the tables' runs. A session still catching up (a push step is already scheduled) sends
-        it with the rest."""
-        self._push_due = False
+        """Write what changed to every established peer (the send queue calls this ahead of the
+        iteration's responses), then empty the tables' runs and hook the tables again. A session
+        up to date writes the runs as they are (``PeerSession.push_runs``); one still catching up
+        (a push step is already scheduled) sends the changes with the rest."""
         runs_on = False
         try:
+            now = self.loop.time()
             for conn in list(self.connections):
                 session = conn.session
                 if session.state is State.ESTABLISHED:
                     runs_on = runs_on or session.version >= VERSION
                     if not conn._more:
-                        conn.push()
+                        data = session.push_runs(now)
+                        if data is None:
+                            conn.push()
+                        elif data:
+                            transport = conn.transport
+                            if transport is not None and not transport.is_closing():
+                                transport.write(data)
         finally:  # whatever a session did, the next change must enroll a push again
             for local in self.tables:
                 if local.run is not None:
                     local.run.clear(local.table.update_id)
             self._runs_on = runs_on
             if not self.stopping:
-                self._hook_tables()
+                self._hook_tables(runs_on)
 
     # -- connections
 

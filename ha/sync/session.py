@@ -483,6 +483,42 @@ class PeerSession:
             self._push(actions)
         return actions
 
+    def push_runs(self, now: float) -> bytes | None:
+        """The push step in its usual shape, without actions: the bytes to write when every
+        table with new local changes has them all in its run, encoded as they happened, and this
+        session has pushed exactly up to where each run starts (b"" when nothing changed).
+        None when ``push`` must do it: a 2.0 peer, writes paused, a lesson under way, acks due,
+        a session behind, a run that stopped growing."""
+        if (
+            self.state is not State.ESTABLISHED
+            or self.version < VERSION
+            or self.paused_since is not None
+            or (self.teaching is not None and not self.teach_done)
+            or (self._ack_due and now - self._acks_sent_at >= ACK_INTERVAL)
+        ):
+            return None
+        pushed = self.peer.pushed  # type: ignore[union-attr]
+        ready = []
+        for local in self._tables():
+            last = local.table.update_id
+            after = pushed.get(local.name, 0)
+            if last <= after:
+                continue
+            run = local.run
+            if run is None or run.base != after or run.last_id != last or run.count >= PUSH_BATCH:
+                return None
+            ready.append(local)
+        if not ready:
+            return b""
+        out = []
+        for local in ready:
+            run = local.run
+            out.append(self.encoder.run(local.table_id, run))  # type: ignore[arg-type]
+            pushed[local.name] = self.sent[local.name] = run.last_id  # type: ignore[union-attr]
+            self.peer.updates_sent += run.count  # type: ignore[union-attr]
+        self.now = self.last_sent = now
+        return out[0] if len(out) == 1 else b"".join(out)
+
     def _dispatch(self, key: _Input, event: object, actions: list[Action]) -> None:
         try:
             handler, next_state = _TABLE[self.state, key]

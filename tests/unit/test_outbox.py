@@ -136,6 +136,85 @@ def test_one_failing_transport_does_not_strand_the_others(loop) -> None:
     assert [type(e["exception"]) for e in errors] == [RuntimeError]
 
 
+def test_the_head_runs_before_anything_held_is_sent_and_once(loop) -> None:
+    t = RecordingTransport()
+    queue = send_queue(loop)
+    out = Outbox(t, queue)
+    order: list[str] = []
+
+    def head() -> None:
+        order.append(f"head after {len(t.calls)} sends")
+
+    def callbacks() -> None:
+        out.write(b"held before")  # already enrolled when the head comes
+        queue.enroll_head(head)
+        queue.enroll_head(head)  # a second change of the iteration: still one call
+        out.write(b"held after")
+
+    loop.call_soon(callbacks)
+    one_iteration(loop)
+    assert order == ["head after 0 sends"]
+    assert t.calls == [("writelines", [b"held before", b"held after"])]
+    one_iteration(loop)
+    assert order == ["head after 0 sends"]  # not called again without a new enroll
+
+
+def test_a_head_alone_is_called_at_the_end_of_the_iteration(loop) -> None:
+    called: list[bool] = []
+    send_queue(loop).enroll_head(lambda: called.append(True))
+    assert called == []
+    one_iteration(loop)
+    assert called == [True]
+
+
+def test_close_and_a_burst_call_the_head_first(loop) -> None:
+    queue = send_queue(loop)
+    order: list[str] = []
+
+    class Watching(RecordingTransport):
+        def writelines(self, chunks: list[bytes]) -> None:
+            order.append("data")
+            super().writelines(chunks)
+
+        def write(self, data: bytes) -> None:
+            order.append("data")
+            super().write(data)
+
+    closing = Outbox(Watching(), queue)
+    closing.write(b"last answer")
+    queue.enroll_head(lambda: order.append("head"))
+    closing.close()
+    assert order == ["head", "data"]
+    order.clear()
+    outboxes = [Outbox(Watching(), queue) for _ in range(HOLD_MAX + 1)]
+
+    def callbacks() -> None:
+        queue.enroll_head(lambda: order.append("head"))
+        for outbox in outboxes:
+            outbox.write(b"x")  # the last one sends the first HOLD_MAX at once
+        assert order == ["head", *["data"] * HOLD_MAX]
+
+    loop.call_soon(callbacks)
+    one_iteration(loop)
+    assert order == ["head", *["data"] * (HOLD_MAX + 1)]
+
+
+def test_a_failing_head_does_not_strand_the_held_data(loop) -> None:
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    t = RecordingTransport()
+    queue = send_queue(loop)
+    Outbox(t, queue).write(b"answer")
+
+    def head() -> None:
+        raise RuntimeError("push failed")
+
+    queue.enroll_head(head)
+    one_iteration(loop)
+    assert t.calls == [("write", b"answer")]
+    assert [type(e["exception"]) for e in errors] == [RuntimeError]
+
+
 def test_each_loop_has_its_own_queue(loop) -> None:
     other = uvloop.new_event_loop()
     try:

@@ -787,6 +787,34 @@ def test_a_run_starts_with_a_full_id_and_a_gap_or_a_long_key_takes_one_too():
     ]
 
 
+@pytest.mark.parametrize(
+    ("key_type", "key_length", "key"),
+    [
+        (KeyType.STRING, 301, b"k" * n)
+        for n in (1, 32, 0xE5, 0xE6, 0xEF, 0xF0, 300)  # around the one-byte message length
+    ]
+    + [(KeyType.IPV4, 4, 0xC6120001), (KeyType.INTEGER, 4, 7), (KeyType.IPV6, 16, 2**100 + 1)],
+)
+@pytest.mark.parametrize("server_id", [1, 0xEF, 0xF0, 70_000])
+@pytest.mark.parametrize("update_id", [1, 2**32 - 1, 2**32 + 3])
+def test_a_run_starts_with_the_bytes_the_general_encoder_writes(
+    key_type, key_length, key, server_id, update_id
+):
+    """The run's first update (with its id) is written without the general encoder when it can
+    be: the bytes must be the same either way."""
+    definition = TableDefinition(3, "t", key_type, key_length, (DataType.SERVER_ID,), 60_000)
+    started: list[bool] = []
+    run = UpdateRun(definition, base=0, limit=10)
+    run.on_start = lambda: started.append(True)
+    run.add(update_id, key, server_id)
+    run.add(update_id + 1, key, 1)  # not a start: on_start is not called again
+    general = Encoder(incremental=False)
+    general.encode(definition)
+    expected = general.updates(3, [(update_id, key, server_id, 60_000)], timed=True, ms_per_unit=1)
+    assert run.take().startswith(expected)
+    assert started == [True]
+
+
 def test_a_run_after_another_table_defines_its_table_again():
     first = TableDefinition(1, "a", KeyType.IPV4, 4, (DataType.SERVER_ID,), 1000)
     second = TableDefinition(2, "b", KeyType.STRING, 33, (DataType.SERVER_ID,), 1000)

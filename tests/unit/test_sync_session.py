@@ -10,6 +10,8 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.persist.table import StickTable
 from ha.sync import session as s
@@ -351,6 +353,118 @@ def test_a_session_up_to_date_sends_the_tables_run_and_one_behind_walks_the_log(
     table.learn(b"k5", 1)
     link.lb1.peer.pushed["app"] = 4  # k4 (id 5) not pushed: behind the base, 5
     assert [m.key for m in link.said("a", PushRequested())] == [b"k4", b"k5"]
+
+
+def push_as_the_service_does(link: Link, quick: bool) -> bytes:
+    """One iteration's push on lb1: ``push_runs`` when ``quick`` (the general step when it
+    declines), else the general step alone; then the run is emptied, as the service does."""
+    local, now = link.lb1.tables[0], link.clock.now
+    data = link.a.push_runs(now) if quick else None
+    if data is None:
+        data = sent(link.a.push(now))
+    if local.run is not None:
+        local.run.clear(local.table.update_id)
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("learn"), st.sampled_from([b"a", b"b", b"c", b"d"]), st.integers(1, 2)
+            ),
+            st.tuples(st.just("push")),
+            st.tuples(st.just("peer update"), st.sampled_from([b"x", b"y"])),
+            st.tuples(st.just("time"), st.sampled_from([0.01, s.ACK_INTERVAL, 3.0])),
+            st.tuples(st.sampled_from(["pause", "resume", "hook", "unhook"])),
+        ),
+        max_size=40,
+    )
+)
+def test_the_quick_push_writes_what_the_general_push_step_would(ops):
+    """Two identical pairs go through the same iterations; lb1 of one pushes with
+    ``push_runs`` whenever it accepts, the other always through the general step. The bytes
+    written and the peer's positions must never differ. A push step takes 3 updates at most,
+    so that sessions fall behind their run."""
+    batch = s.PUSH_BATCH
+    s.PUSH_BATCH = 3
+    try:
+        quick_and_general_push(ops)
+    finally:
+        s.PUSH_BATCH = batch
+
+
+def quick_and_general_push(ops: list[tuple]) -> None:
+    links = [Link(), Link()]
+    remote = Encoder()
+    remote_wire = remote.encode(APP)
+    for link in links:
+        link.connect()
+        local = link.lb1.tables[0]
+        local.run = UpdateRun(local.definition(s.VERSION), local.table.update_id, 5)
+    for step, op in enumerate(ops):
+        if op[0] == "peer update":  # something for lb1 to acknowledge
+            remote_wire += remote.encode(Update(1, 100 + step, op[1], 1, 1000))
+        outputs = []
+        for quick, link in zip((True, False), links, strict=True):
+            local, table = link.lb1.tables[0], link.lb1.table
+            if op[0] == "learn":
+                table.learn(op[1], op[2])
+            elif op[0] == "push":
+                outputs.append(push_as_the_service_does(link, quick))
+            elif op[0] == "peer update":
+                outputs.append(sent(link.a.handle(DataReceived(remote_wire), link.clock.now)))
+            elif op[0] == "time":
+                link.clock.now += op[1]
+            elif op[0] == "pause":
+                link.a.handle(WritePaused(), link.clock.now)
+            elif op[0] == "resume":
+                outputs.append(sent(link.a.handle(WriteResumed(), link.clock.now)))
+            elif op[0] == "hook":  # a 2.1 peer: the table's changes go to its run
+                table.on_local_change = local.run.add  # type: ignore[union-attr]
+            elif op[0] == "unhook":
+                table.on_local_change = None
+        if op[0] == "peer update":
+            remote_wire = b""
+        if outputs:
+            assert outputs[0] == outputs[1]
+        states = [
+            (link.lb1.peer.pushed, link.a.sent, link.lb1.peer.updates_sent, link.a.last_sent)
+            for link in links
+        ]
+        assert states[0] == states[1]
+
+
+def test_the_quick_push_declines_what_only_the_general_step_does():
+    link = Link()
+    link.connect()
+    local, table, now = link.lb1.tables[0], link.lb1.table, link.clock.now
+    local.run = UpdateRun(local.definition(s.VERSION), table.update_id, s.PUSH_BATCH)
+    assert link.a.push_runs(now) == b""  # nothing changed
+    table.on_local_change = local.run.add
+    table.learn(b"k1", 1)
+    assert link.a.push_runs(now) == local.run.take()
+    local.run.clear(table.update_id)
+    table.on_local_change = None
+    table.learn(b"k2", 1)  # not in the run
+    assert link.a.push_runs(now) is None
+    link.a.push(now)
+    local.run.clear(table.update_id)
+    table.on_local_change = local.run.add
+    table.learn(b"k3", 1)
+    link.a.handle(WritePaused(), now)
+    assert link.a.push_runs(now) is None  # paused: the general step holds the updates
+    link.a.handle(WriteResumed(), now)  # sends k3
+    local.run.clear(table.update_id)
+    table.learn(b"k4", 1)
+    link.a.version = (2, 0)
+    assert link.a.push_runs(now) is None  # a 2.0 peer: no timed updates
+    link.a.version = s.VERSION
+    link.a.teaching, link.a.teach_done = {"app": 0}, False  # a lesson under way
+    assert link.a.push_runs(now) is None
+    link.a.teaching, link.a.teach_done = None, True
+    assert link.a.push_runs(now) == local.run.take()
 
 
 def test_timed_updates_carry_the_remaining_life():
