@@ -736,11 +736,11 @@ def cost_lines(result: CostResult) -> tuple[list[str], str]:
     )
     for side in ("weir", "haproxy"):
         lines.append(
-            f"{side} sync on/off: req/s ratio {ratios[side]:.2f}, cpu us/request ratio "
-            f"{cpu_ratios[side]:.2f} (median of {len(result.of(side, True))})"
+            f"{side} sync on/off: req/s ratio {ratios[side]:.3f}, cpu us/request ratio "
+            f"{cpu_ratios[side]:.3f} (median of {len(result.of(side, True))})"
         )
     return lines, (
-        f"push cost: sync on/off req/s {ratios['weir']:.2f} (haproxy {ratios['haproxy']:.2f}), "
+        f"push cost: sync on/off req/s {ratios['weir']:.3f} (haproxy {ratios['haproxy']:.3f}), "
         f"cpu/request {cpu_ratios['weir']:.2f} (haproxy {cpu_ratios['haproxy']:.2f})"
     )
 

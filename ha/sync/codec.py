@@ -955,9 +955,10 @@ class Encoder:
     def run(self, table_id: int, run: UpdateRun) -> bytes:
         """A run's updates, for the table ``table_id`` (defined again first if another table is
         current); later updates continue after its last id."""
-        _, head = self._table(table_id)
         self._last_ids[table_id] = run.last_id & _U32
-        return head + run.take()
+        if self._current == table_id:  # the usual case: no definition first
+            return b"".join(run._parts)
+        return self._table(table_id)[1] + run.take()
 
     def _table(self, table_id: int) -> tuple[TableDefinition, bytes]:
         """The definition updates of ``table_id`` are written against, and what must precede

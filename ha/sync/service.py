@@ -343,7 +343,7 @@ class SyncService(Listening):
                 if session.state is State.ESTABLISHED:
                     runs_on = runs_on or session.version >= VERSION
                     if not conn._more:
-                        data = session.push_runs(now)
+                        data = session.push_runs(now, self.tables)
                         if data is None:
                             conn.push()
                         elif data:
@@ -351,12 +351,16 @@ class SyncService(Listening):
                             if transport is not None and not transport.is_closing():
                                 transport.write(data)
         finally:  # whatever a session did, the next change must enroll a push again
-            for local in self.tables:
-                if local.run is not None:
-                    local.run.clear(local.table.update_id)
             self._runs_on = runs_on
-            if not self.stopping:
-                self._hook_tables(runs_on)
+            rehook = not self.stopping
+            for local, changed in self._hooks:  # _hook_tables, in line
+                run = local.run
+                if run is not None:
+                    run.clear(local.table.update_id)
+                if rehook:
+                    local.table.on_local_change = (
+                        run.add if runs_on and run is not None else changed
+                    )
 
     # -- connections
 

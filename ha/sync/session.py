@@ -483,7 +483,7 @@ class PeerSession:
             self._push(actions)
         return actions
 
-    def push_runs(self, now: float) -> bytes | None:
+    def push_runs(self, now: float, tables: Iterable[LocalTable]) -> bytes | None:
         """The push step in its usual shape, without actions: the bytes to write when every
         table with new local changes has them all in its run, encoded as they happened, and this
         session has pushed exactly up to where each run starts (b"" when nothing changed).
@@ -499,7 +499,7 @@ class PeerSession:
             return None
         pushed = self.peer.pushed  # type: ignore[union-attr]
         ready = []
-        for local in self._tables():
+        for local in tables:
             last = local.table.update_id
             after = pushed.get(local.name, 0)
             if last <= after:

@@ -359,7 +359,7 @@ def push_as_the_service_does(link: Link, quick: bool) -> bytes:
     """One iteration's push on lb1: ``push_runs`` when ``quick`` (the general step when it
     declines), else the general step alone; then the run is emptied, as the service does."""
     local, now = link.lb1.tables[0], link.clock.now
-    data = link.a.push_runs(now) if quick else None
+    data = link.a.push_runs(now, link.lb1.tables) if quick else None
     if data is None:
         data = sent(link.a.push(now))
     if local.run is not None:
@@ -440,31 +440,32 @@ def test_the_quick_push_declines_what_only_the_general_step_does():
     link = Link()
     link.connect()
     local, table, now = link.lb1.tables[0], link.lb1.table, link.clock.now
+    tables = link.lb1.tables
     local.run = UpdateRun(local.definition(s.VERSION), table.update_id, s.PUSH_BATCH)
-    assert link.a.push_runs(now) == b""  # nothing changed
+    assert link.a.push_runs(now, tables) == b""  # nothing changed
     table.on_local_change = local.run.add
     table.learn(b"k1", 1)
-    assert link.a.push_runs(now) == local.run.take()
+    assert link.a.push_runs(now, tables) == local.run.take()
     local.run.clear(table.update_id)
     table.on_local_change = None
     table.learn(b"k2", 1)  # not in the run
-    assert link.a.push_runs(now) is None
+    assert link.a.push_runs(now, tables) is None
     link.a.push(now)
     local.run.clear(table.update_id)
     table.on_local_change = local.run.add
     table.learn(b"k3", 1)
     link.a.handle(WritePaused(), now)
-    assert link.a.push_runs(now) is None  # paused: the general step holds the updates
+    assert link.a.push_runs(now, tables) is None  # paused: the general step holds the updates
     link.a.handle(WriteResumed(), now)  # sends k3
     local.run.clear(table.update_id)
     table.learn(b"k4", 1)
     link.a.version = (2, 0)
-    assert link.a.push_runs(now) is None  # a 2.0 peer: no timed updates
+    assert link.a.push_runs(now, tables) is None  # a 2.0 peer: no timed updates
     link.a.version = s.VERSION
     link.a.teaching, link.a.teach_done = {"app": 0}, False  # a lesson under way
-    assert link.a.push_runs(now) is None
+    assert link.a.push_runs(now, tables) is None
     link.a.teaching, link.a.teach_done = None, True
-    assert link.a.push_runs(now) == local.run.take()
+    assert link.a.push_runs(now, tables) == local.run.take()
 
 
 def test_timed_updates_carry_the_remaining_life():
