@@ -81,15 +81,8 @@ class SendQueue:
 
     def send_all(self) -> None:
         """Send what every enrolled outbox holds (the end of a loop iteration)."""
-        head = self._head
-        if head is not None:  # send_head, in line
-            self._head = None
-            try:
-                head()
-            except Exception as exc:
-                self._loop().call_exception_handler(
-                    {"message": "sending ahead of the held data failed", "exception": exc}
-                )
+        if self._head is not None:
+            self.send_head()
         outboxes = self._outboxes
         if not outboxes:
             return

@@ -179,9 +179,7 @@ class RuntimeClient(asyncio.Protocol):
             transport.write(data)
         if close:
             self.close()
-            return
-        self.active = self.loop.time()
-        if self.timer is None or self.session.timeout != self.armed_for:
+        else:
             self._arm()
 
     def _arm(self) -> None:

@@ -352,15 +352,11 @@ class SyncService(Listening):
                                 transport.write(data)
         finally:  # whatever a session did, the next change must enroll a push again
             self._runs_on = runs_on
-            rehook = not self.stopping
-            for local, changed in self._hooks:  # _hook_tables, in line
-                run = local.run
-                if run is not None:
-                    run.clear(local.table.update_id)
-                if rehook:
-                    local.table.on_local_change = (
-                        run.add if runs_on and run is not None else changed
-                    )
+            for local in self.tables:
+                if local.run is not None:
+                    local.run.clear(local.table.update_id)
+            if not self.stopping:
+                self._hook_tables(runs_on)
 
     # -- connections
 
